@@ -1,0 +1,1 @@
+"""HTTP routes of the service. Route docstrings become the OpenAPI text users read."""

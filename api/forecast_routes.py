@@ -1,0 +1,60 @@
+"""Serve forecasts in the request and response shape of the system this service replaces."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from api import dependencies
+from api.schemas import ForecastRequest, ForecastResponse, ForecastRow
+from config import Settings
+from forecasting.meter_history import open_meter_history
+from forecasting.registry import ModelRegistry
+from forecasting.serving import ForecasterCache, forecast_table
+
+router = APIRouter(tags=["forecast"])
+
+
+@lru_cache(maxsize=1)
+def forecaster_cache() -> ForecasterCache:
+    return ForecasterCache()
+
+
+@router.post("/forecast/")
+def forecast(
+    request: ForecastRequest,
+    settings: Annotated[Settings, Depends(dependencies.settings)],
+    registry: Annotated[ModelRegistry, Depends(dependencies.model_registry)],
+) -> ForecastResponse:
+    """Measured values for past periods and the active model's forecast (with P10/P90) after the last reading.
+
+    ``resolution`` is ``daily`` (sums per local day, the default) or ``hourly``. Without a trained model
+    the answer is 404, unless ``fallback`` is ``seasonal_naive``: then last week's values are the forecast
+    and ``model_kind`` says so.
+    """
+    history = open_meter_history(settings.influxdb)
+    try:
+        table = forecast_table(
+            request.meter_id,
+            request.meter_type,
+            start_date=request.start_date,
+            end_date=request.end_date,
+            resolution=request.resolution,
+            use_fallback=request.fallback == "seasonal_naive",
+            history=history,
+            registry=registry,
+            cache=forecaster_cache(),
+            settings=settings,
+        )
+    finally:
+        history.close()
+    return ForecastResponse(
+        meter_id=request.meter_id,
+        meter_type=request.meter_type,
+        model_kind=table.model_kind,
+        model_version=table.model_version,
+        resolution=request.resolution,
+        forecast_data=[ForecastRow(**row) for row in table.rows],
+    )

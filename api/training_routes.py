@@ -1,0 +1,87 @@
+"""Queue training jobs, report their status, cancel them."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+import redis
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+
+import dramatiq_broker
+from api import dependencies
+from api.schemas import TaskAccepted, TrainRequest
+from api.training_queue import training_message
+from config import Settings
+from service.job_status import JobStatus
+from service.job_store import JobAlreadyFinishedError, JobNotFoundError, JobStore, StoreUnavailableError
+
+log = structlog.get_logger("api.training")
+router = APIRouter(tags=["training"])
+
+TaskId = Annotated[str, Path(min_length=1, max_length=64, description="Id returned by POST /trainmodel/")]
+ALREADY_QUEUED = "A training job for this meter is already queued or running; returning that job"
+
+
+@router.post(
+    "/trainmodel/",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": TaskAccepted, "description": "A job for this meter is already active"}},
+)
+def start_training(
+    request: TrainRequest,
+    response: Response,
+    store: Annotated[JobStore, Depends(dependencies.job_store)],
+    settings: Annotated[Settings, Depends(dependencies.settings)],
+) -> TaskAccepted:
+    """Queue training of one meter's model. Poll the URL in the ``Location`` header for progress.
+
+    A second request for a meter whose job is still queued or running returns that job (200).
+    """
+    message = training_message(request.meter_id, request.meter_type, queue=settings.worker.queue)
+    job, created = store.create_pending(message.message_id, request.meter_id, request.meter_type)
+    response.headers["Location"] = f"/trainmodel/status/{job.task_id}"
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        return TaskAccepted(
+            task_id=job.task_id, status=job.status, progress=job.progress, message=ALREADY_QUEUED
+        )
+    try:
+        dramatiq_broker.broker.enqueue(message)
+    except redis.RedisError as error:
+        log.warning("enqueue_failed", task_id=job.task_id, error=type(error).__name__)
+        with contextlib.suppress(StoreUnavailableError):
+            store.fail(job.task_id, "CONNECTION", "The job could not be queued: Redis is unavailable.")
+        raise StoreUnavailableError("Redis is unavailable: the job was not queued") from error
+    log.info("training_queued", task_id=job.task_id, meter_id=request.meter_id, meter_type=request.meter_type)
+    return TaskAccepted(task_id=job.task_id, status=job.status, progress=job.progress, message=job.message)
+
+
+@router.get("/trainmodel/status/{task_id}", response_model_exclude_none=False)
+def training_status(
+    task_id: TaskId, store: Annotated[JobStore, Depends(dependencies.job_store)]
+) -> JobStatus:
+    """Current state, progress and, when finished, the result or the classified error of a job."""
+    job = store.get(task_id)
+    if job is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"No training task with id '{task_id}': it never existed or its status has expired.",
+        )
+    return job
+
+
+@router.delete("/trainmodel/{task_id}")
+def cancel_training(
+    task_id: TaskId, store: Annotated[JobStore, Depends(dependencies.job_store)]
+) -> JobStatus:
+    """Cancel a queued or running job. A running job stops at its next epoch or trial."""
+    try:
+        return store.cancel(task_id)
+    except JobNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No training task with id '{task_id}'.") from None
+    except JobAlreadyFinishedError as error:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"Task '{task_id}' already finished with status {error.status.status}."
+        ) from None

@@ -1,0 +1,84 @@
+"""Typed failures of the forecasting domain.
+
+Each error carries the data that explains it and the failure class the service reports
+(``error_type``), so the boundary (API handler, task actor) classifies it once without parsing
+messages. ``retryable`` says whether running the same job again could succeed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorType(StrEnum):
+    """Failure classes reported in a job's status."""
+
+    DATA = "DATA"
+    CONNECTION = "CONNECTION"
+    MODEL = "MODEL"
+    TIMEOUT = "TIMEOUT"
+    INTERNAL = "INTERNAL"
+
+
+class ForecastingError(Exception):
+    """Base class for expected failures; the message is safe to show a user."""
+
+    error_type: ErrorType = ErrorType.INTERNAL
+    retryable: bool = False
+
+
+class DataError(ForecastingError):
+    """The meter's data cannot produce a model; retrying will not help."""
+
+    error_type = ErrorType.DATA
+
+
+class NoHistoryError(DataError):
+    def __init__(self, meter_id: str, meter_type: str) -> None:
+        super().__init__(
+            f"No readings found for meter '{meter_id}' of type '{meter_type}'. "
+            "Check the meter id and type, or import its history first."
+        )
+        self.meter_id, self.meter_type = meter_id, meter_type
+
+
+class InsufficientHistoryError(DataError):
+    def __init__(self, meter_id: str, *, found: str, needed: str) -> None:
+        super().__init__(f"Not enough usable history for meter '{meter_id}': found {found}; need {needed}.")
+        self.meter_id, self.found, self.needed = meter_id, found, needed
+
+
+class SourceUnavailableError(ForecastingError):
+    """The meter data store could not be reached or answered with an error."""
+
+    error_type = ErrorType.CONNECTION
+    retryable = True
+
+
+class SourceQueryError(ForecastingError):
+    """The data store rejected the query (bad database, schema, credentials); retrying won't help."""
+
+    error_type = ErrorType.CONNECTION
+
+
+class ModelError(ForecastingError):
+    """Training or loading a model failed."""
+
+    error_type = ErrorType.MODEL
+
+
+class ModelNotFoundError(ModelError):
+    def __init__(self, meter_type: str, meter_id: str) -> None:
+        super().__init__(
+            f"No trained model for meter '{meter_id}' of type '{meter_type}'. "
+            "Train one with POST /trainmodel/ first."
+        )
+        self.meter_type, self.meter_id = meter_type, meter_id
+
+
+class InvalidMeterKeyError(DataError):
+    """A meter id or type that the service refuses to use in a path or a query."""
+
+
+class TrainingCancelledError(ForecastingError):
+    """The job was cancelled by a user; raised from progress callbacks to stop training."""

@@ -1,0 +1,375 @@
+"""One training job, stage by stage: connect, fetch, validate and clean, train and backtest, save.
+
+The job reports its stage through a :class:`JobProgress` the caller supplies; the worker turns
+those calls into the statuses users poll. Nothing here knows about Redis or Dramatiq.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from importlib import metadata as package_metadata
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from config.settings import Settings
+from forecasting.cleaning import CleanedHistory, clean_history
+from forecasting.errors import InsufficientHistoryError, ModelError, NoHistoryError
+from forecasting.evaluation import (
+    BacktestReport,
+    backtest,
+    day_ahead_origins,
+    naive_in_sample_mae,
+)
+from forecasting.features import FeatureLayout, Scaling, complete_origins
+from forecasting.forecasters import (
+    Forecaster,
+    SeasonalNaiveForecaster,
+    SeriesView,
+    load_forecaster,
+)
+from forecasting.meter_history import MeterHistory
+from forecasting.registry import ModelRegistry
+
+log = structlog.get_logger("forecasting.training_job")
+
+TRAINING_DAYS_MIN = 14
+
+
+class Stage(StrEnum):
+    CONNECTING = "CONNECTING"
+    FETCHING_DATA = "FETCHING_DATA"
+    VALIDATING_DATA = "VALIDATING_DATA"
+    TRAINING_MODEL = "TRAINING_MODEL"
+    SAVING_MODEL = "SAVING_MODEL"
+
+
+class JobProgress(Protocol):
+    """Receives a job's progress; either method may raise to stop the job (e.g. on cancel)."""
+
+    def stage(self, stage: Stage, message: str) -> None: ...
+
+    def training(self, fraction: float, message: str) -> None: ...
+
+
+@dataclass
+class StageTimer:
+    """Seconds spent per stage, for the result and the job's summary log line."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    _stage: str | None = None
+    _since: float = 0.0
+
+    def enter(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self._stage is not None:
+            self.seconds[self._stage] = round(self.seconds.get(self._stage, 0.0) + now - self._since, 3)
+        self._stage, self._since = stage, now
+
+    def stop(self) -> dict[str, float]:
+        self.enter("_done")
+        self.seconds.pop("_done", None)
+        return self.seconds
+
+
+def run_training_job(
+    meter_id: str,
+    meter_type: str,
+    *,
+    open_history: Callable[[], MeterHistory],
+    registry: ModelRegistry,
+    settings: Settings,
+    progress: JobProgress,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """Train, backtest and store a model for one meter; return the job's result document."""
+    timer = StageTimer()
+
+    timer.enter("connect")
+    progress.stage(Stage.CONNECTING, "Connecting to InfluxDB")
+    history = open_history()
+    try:
+        history.ping()
+        timer.enter("fetch")
+        progress.stage(Stage.FETCHING_DATA, "Fetching meter history")
+        start = None
+        if settings.influxdb.history_days:
+            start = datetime.now(UTC) - timedelta(days=settings.influxdb.history_days)
+        raw = history.fetch(meter_id, meter_type, start=start)
+    finally:
+        history.close()
+    if raw.empty:
+        raise NoHistoryError(meter_id, meter_type)
+    log.info(
+        "history_fetched",
+        points=len(raw),
+        first=str(raw.index[0]),
+        last=str(raw.index[-1]),
+    )
+
+    timer.enter("clean")
+    progress.stage(Stage.VALIDATING_DATA, f"Validating and cleaning {len(raw)} readings")
+    cleaned = clean_history(raw, meter_type=meter_type, settings=settings.cleaning)
+    frame = _limit_training_window(cleaned, settings.training.max_train_days)
+    layout = FeatureLayout(
+        steps_per_day=int(pd.Timedelta(days=1) / cleaned.resolution),
+        horizon=int(pd.Timedelta(hours=settings.training.horizon_hours) / cleaned.resolution),
+        timezone=settings.cleaning.timezone,
+        holiday_country=settings.cleaning.holiday_country,
+    )
+    series = SeriesView.from_frame(frame, layout)
+    backtest_origins = _backtest_origins(meter_id, series, layout, cleaned, settings)
+
+    timer.enter("train")
+    progress.stage(Stage.TRAINING_MODEL, "Training model")
+    from forecasting.training import fit_keras_forecaster, split_origins
+
+    backtest_start = int(backtest_origins[0])
+    steps_per_hour = max(1, layout.steps_per_day // 24)
+    fit_origins = complete_origins(
+        series.values,
+        layout,
+        first=0,
+        last=backtest_start - layout.horizon,
+        stride=steps_per_hour,
+    )
+    samples = split_origins(fit_origins, settings.training.validation_fraction, layout.horizon)
+    if len(samples.train) < layout.steps_per_day or len(samples.validation) == 0:
+        raise InsufficientHistoryError(
+            meter_id,
+            found=f"{len(fit_origins)} complete training windows before the backtest window",
+            needed=f"at least {TRAINING_DAYS_MIN} days of gap-free history before the last "
+            f"{settings.training.backtest_weeks} weeks",
+        )
+    scaling = Scaling.fit(series.values[:backtest_start])
+    fit = fit_keras_forecaster(
+        series,
+        layout,
+        samples,
+        scaling=scaling,
+        settings=settings.training,
+        on_progress=progress.training,
+    )
+
+    timer.enter("backtest")
+    mase_scale = naive_in_sample_mae(series.values[:backtest_start], season=layout.week)
+    report = _backtest(fit.forecaster, series, backtest_origins, mase_scale)
+    naive_report = _backtest(SeasonalNaiveForecaster(layout), series, backtest_origins, mase_scale)
+    active = registry.active_version(meter_type, meter_id)
+    promoted, reason = _promotion_decision(report, frame, backtest_origins, mase_scale, active)
+    log.info(
+        "backtest_scored",
+        model_mae=report.model.mae,
+        naive_mae=report.seasonal_naive.mae,
+        skill=report.skill,
+        promoted=promoted,
+    )
+
+    timer.enter("save")
+    progress.stage(Stage.SAVING_MODEL, "Saving model")
+    trained_at = datetime.now(UTC)
+    metadata: dict[str, Any] = {
+        "meter_id": meter_id,
+        "meter_type": meter_type,
+        "model_kind": fit.forecaster.kind,
+        "trained_at": trained_at.isoformat(),
+        "job_id": job_id,
+        "horizon_hours": settings.training.horizon_hours,
+        "resolution_minutes": int(cleaned.resolution / pd.Timedelta(minutes=1)),
+        "features": _describe_features(layout),
+        **fit.forecaster.metadata(),
+        "data_window": {
+            "start": frame.index[0].isoformat(),
+            "end": frame.index[-1].isoformat(),
+            "points": int(np.isfinite(series.values).sum()),
+            "training_origins": len(samples.train),
+            "validation_origins": len(samples.validation),
+        },
+        "metrics": {
+            "validation_mae": round(fit.validation_mae, 6),
+            "backtest": report.model_dump(mode="json"),
+            "seasonal_naive_backtest": naive_report.model.model_dump(mode="json"),
+            "skill": report.skill,
+        },
+        "hyperparameters": fit.best_hyperparameters,
+        "tuning": {"trials": fit.trials, "epochs_run": fit.epochs_run},
+        "data_quality": cleaned.report.model_dump(mode="json"),
+        "promoted": promoted,
+        "promotion_reason": reason,
+        "library_versions": _library_versions(),
+    }
+    version = registry.save_version(
+        meter_type,
+        meter_id,
+        write_artifacts=fit.forecaster.save,
+        metadata=metadata,
+        activate=promoted,
+    )
+    stage_seconds = timer.stop()
+    log.info(
+        "training_job_summary",
+        version=version.version,
+        promoted=promoted,
+        **stage_seconds,
+    )
+    return {
+        "status": "success",
+        "message": f"Model trained for meter {meter_id}"
+        + ("" if promoted else " (kept the active model: " + reason + ")"),
+        "details": {
+            "meter_id": meter_id,
+            "meter_type": meter_type,
+            "data_points": len(raw),
+            "model_path": str(version.path),
+            "model_version": version.version,
+            "model_kind": fit.forecaster.kind,
+            "training_completed": trained_at.isoformat(),
+            "data_fetch_time_seconds": stage_seconds.get("fetch", 0.0),
+            "training_time_seconds": round(
+                stage_seconds.get("train", 0.0) + stage_seconds.get("backtest", 0.0), 3
+            ),
+            "stage_seconds": stage_seconds,
+        },
+        "metrics": metadata["metrics"],
+        "promoted": promoted,
+        "promotion_reason": reason,
+        "data_quality": metadata["data_quality"],
+    }
+
+
+def _limit_training_window(cleaned: CleanedHistory, max_days: int | None) -> pd.DataFrame:
+    frame = cleaned.frame
+    if max_days is None or frame.empty:
+        return frame
+    return frame[frame.index >= frame.index[-1] - pd.Timedelta(days=max_days)]
+
+
+def _backtest_origins(
+    meter_id: str,
+    series: SeriesView,
+    layout: FeatureLayout,
+    cleaned: CleanedHistory,
+    settings: Settings,
+) -> np.ndarray:
+    """Day-ahead origins of the backtest window, shrunk on short histories, or a DATA failure."""
+    usable_days = cleaned.report.usable_days
+    needed_days = max(settings.training.min_history_days, 7 + TRAINING_DAYS_MIN + 7)
+    spare_weeks = int((len(series.values) / layout.steps_per_day - 7 - TRAINING_DAYS_MIN) // 7)
+    weeks = min(settings.training.backtest_weeks, spare_weeks)
+    origins: list[int] = []
+    if usable_days >= needed_days and weeks >= 1:
+        candidates = day_ahead_origins(
+            series.index,
+            weeks=weeks,
+            horizon_steps=layout.horizon,
+            steps_per_day=layout.steps_per_day,
+            timezone=layout.timezone,
+        )
+        complete = set(complete_origins(series.values, layout, first=0, last=len(series.values)).tolist())
+        origins = [origin for origin in candidates if origin in complete]
+    if usable_days < needed_days or len(origins) < 3:
+        report = cleaned.report
+        raise InsufficientHistoryError(
+            meter_id,
+            found=f"{usable_days:.1f} days of usable readings ({report.usable_points} points, "
+            f"{report.first_timestamp} to {report.last_timestamp}, "
+            f"{len(origins)} complete day-ahead backtest days)",
+            needed=f"at least {needed_days} days of mostly gap-free history "
+            f"at {int(cleaned.resolution / pd.Timedelta(minutes=1))}-minute resolution",
+        )
+    return np.asarray(origins, dtype=np.int64)
+
+
+def _backtest(
+    forecaster: Forecaster, series: SeriesView, origins: np.ndarray, mase_scale: float
+) -> BacktestReport:
+    layout = forecaster.layout
+    forecasts = dict(zip(origins.tolist(), forecaster.forecast_at(series, origins), strict=True))
+    return backtest(
+        series.values,
+        origins.tolist(),
+        lambda origin: forecasts[origin],
+        horizon=layout.horizon,
+        season=layout.week,
+        mase_scale=mase_scale,
+        model_kind=forecaster.kind,
+        index=series.index,
+    )
+
+
+def _promotion_decision(
+    report: BacktestReport,
+    frame: pd.DataFrame,
+    origins: np.ndarray,
+    mase_scale: float,
+    active: Any,
+) -> tuple[bool, str]:
+    """Promote only a model that beats the weekly seasonal naive and the active version.
+
+    Both comparisons use the same backtest window, so a retrain on new data is judged against the
+    active model's forecasts for exactly the days the new model was scored on.
+    """
+    if report.skill is None or report.skill <= 0:
+        return False, (
+            f"backtest MAE {report.model.mae:.4g} does not beat the weekly seasonal naive "
+            f"({report.seasonal_naive.mae:.4g})"
+        )
+    if active is None:
+        return (
+            True,
+            f"beats the weekly seasonal naive (skill {report.skill:.3f}); no active version",
+        )
+    try:
+        active_forecaster = load_forecaster(active.path, active.metadata)
+        active_series = SeriesView.from_frame(frame, active_forecaster.layout)
+        active_report = _backtest(active_forecaster, active_series, origins, mase_scale)
+    except (ModelError, KeyError, ValueError, IndexError) as error:
+        return (
+            True,
+            f"beats the weekly seasonal naive; active version {active.version} unusable ({error})",
+        )
+    if report.model.mae < active_report.model.mae:
+        return True, (
+            f"backtest MAE {report.model.mae:.4g} beats active version {active.version} "
+            f"({active_report.model.mae:.4g}) and the seasonal naive ({report.seasonal_naive.mae:.4g})"
+        )
+    return False, (
+        f"backtest MAE {report.model.mae:.4g} does not beat active version {active.version} "
+        f"({active_report.model.mae:.4g}) on the same window"
+    )
+
+
+def _describe_features(layout: FeatureLayout) -> list[str]:
+    features = [
+        f"last {layout.steps_per_day} readings (one day)",
+        f"weekly seasonal naive for the {layout.horizon} horizon steps",
+        "local hour (sin, cos) and weekday of the forecast origin",
+        f"public holidays ({layout.holiday_country or 'none'}) of target and source days",
+    ]
+    if layout.use_temperature:
+        features.append("temperature over the last day")
+    return features
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in (
+        "tensorflow-cpu",
+        "tensorflow",
+        "keras",
+        "keras-tuner",
+        "numpy",
+        "pandas",
+    ):
+        try:
+            versions[package] = package_metadata.version(package)
+        except package_metadata.PackageNotFoundError:
+            continue
+    return versions

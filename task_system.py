@@ -1,0 +1,194 @@
+"""The training actor: a thin shell between a Dramatiq message and :mod:`forecasting.training_job`.
+
+It turns the job's stage reports into Redis statuses, classifies failures once (DATA, CONNECTION,
+MODEL, TIMEOUT, INTERNAL), and decides what is worth another attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import dramatiq
+import structlog
+from dramatiq.middleware import CurrentMessage, Middleware, TimeLimitExceeded
+
+import dramatiq_broker
+from config import get_settings
+from forecasting.errors import ErrorType, ForecastingError, TrainingCancelledError
+from forecasting.meter_history import open_meter_history
+from forecasting.registry import ModelRegistry
+from forecasting.training_job import JobProgress, Stage, run_training_job
+from service.job_status import STAGE_PROGRESS, TRAINING_PROGRESS_MAX, JobState
+from service.job_store import JobStore, connect_redis
+
+log = structlog.get_logger("task.train_model")
+settings = get_settings()
+
+#: Attempts (first delivery, retries and redeliveries after a worker died) before a job is given up.
+MAX_ATTEMPTS = settings.training.max_retries + 1
+
+
+@lru_cache(maxsize=1)
+def job_store() -> JobStore:
+    return JobStore(
+        connect_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds),
+        ttl_seconds=settings.status_ttl_seconds,
+    )
+
+
+class RedisJobProgress(JobProgress):
+    """Writes stage and training progress to the job's status; stops the job when it is cancelled."""
+
+    def __init__(self, store: JobStore, task_id: str, started: datetime) -> None:
+        self._store, self._task_id, self._started = store, task_id, started
+
+    def stage(self, stage: Stage, message: str) -> None:
+        self._check_cancelled()
+        self._store.update(self._task_id, JobState(stage.value), message=message)
+        log.info("stage_started", stage=stage.value)
+
+    def training(self, fraction: float, message: str) -> None:
+        self._check_cancelled()
+        low, high = STAGE_PROGRESS[JobState.TRAINING_MODEL], TRAINING_PROGRESS_MAX
+        progress = int(low + (high - low) * fraction)
+        elapsed = datetime.now(UTC) - self._started
+        estimate = None
+        if fraction > 0.05:
+            estimate = self._started + timedelta(seconds=elapsed.total_seconds() / fraction * 1.1)
+        self._store.update(
+            self._task_id,
+            JobState.TRAINING_MODEL,
+            message=message,
+            progress=progress,
+            estimated_completion=estimate,
+        )
+
+    def _check_cancelled(self) -> None:
+        if self._store.is_cancel_requested(self._task_id):
+            raise TrainingCancelledError("Task cancelled by request")
+
+
+@dramatiq.actor(
+    queue_name=settings.worker.queue,
+    time_limit=settings.training.time_limit_seconds * 1000,
+    max_retries=settings.training.max_retries,
+    min_backoff=2_000,
+    max_backoff=60_000,
+    # Retries are decided below: only errors that may pass (connection) are re-raised.
+    retry_when=lambda retries, error: isinstance(error, ForecastingError) and error.retryable,
+)
+def train_model(meter_id: str, meter_type: str) -> None:
+    """Train one meter's model; the message id is the task id users poll."""
+    message = CurrentMessage.get_current_message()
+    task_id = message.message_id if message else "unknown"
+    structlog.contextvars.bind_contextvars(task_id=task_id, meter_id=meter_id, meter_type=meter_type)
+    try:
+        _run(task_id, meter_id, meter_type)
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def _run(task_id: str, meter_id: str, meter_type: str) -> None:
+    store = job_store()
+    status = store.get(task_id)
+    if status is None or status.finished:
+        log.info("job_skipped", reason="unknown, expired or finished", status=status and status.status)
+        return
+    started = store.update(task_id, JobState.STARTED, message="Worker started the task")
+    attempt = started.attempt if started else 1
+    structlog.contextvars.bind_contextvars(attempt=attempt)
+    if attempt > MAX_ATTEMPTS:
+        store.fail(
+            task_id,
+            ErrorType.INTERNAL,
+            f"Gave up after {MAX_ATTEMPTS} attempts: the worker stopped during each one.",
+        )
+        log.error("job_abandoned", attempts=attempt - 1)
+        return
+    log.info("Starting model training task")
+    registry = ModelRegistry(settings.models_dir)
+    try:
+        result = run_training_job(
+            meter_id,
+            meter_type,
+            open_history=lambda: open_meter_history(settings.influxdb),
+            registry=registry,
+            settings=settings,
+            progress=RedisJobProgress(store, task_id, datetime.now(UTC)),
+            job_id=task_id,
+        )
+    except TrainingCancelledError:
+        log.info("job_cancelled")
+        return
+    except ForecastingError as error:
+        if error.retryable and attempt < MAX_ATTEMPTS:
+            store.update(
+                task_id,
+                JobState.RETRYING,
+                message=f"{error} Retrying (attempt {attempt + 1} of {MAX_ATTEMPTS}).",
+            )
+            log.warning("job_retrying", error_type=error.error_type, error=str(error))
+            raise
+        store.fail(task_id, error.error_type, str(error))
+        log.warning("job_failed", error_type=error.error_type, error=str(error))
+        return
+    except TimeLimitExceeded:
+        limit = settings.training.time_limit_seconds
+        store.fail(task_id, ErrorType.TIMEOUT, f"Training exceeded its time limit of {limit} s.")
+        log.error("job_timed_out", time_limit_seconds=limit)
+        return
+    except Exception:
+        log.exception("job_crashed")
+        store.fail(
+            task_id,
+            ErrorType.INTERNAL,
+            f"Internal error while training; the worker log has the details (task_id={task_id}).",
+        )
+        return
+    store.succeed(task_id, result, result["message"])
+    log.info("job_succeeded", model_version=result["details"]["model_version"])
+
+
+class TrainingWorkerSetup(Middleware):
+    """Per worker process: configure logging and TensorFlow once, recycle after N jobs.
+
+    Importing TensorFlow costs seconds and hundreds of MB, so it happens at boot, not in the first
+    job. A long-lived process that builds many Keras models grows a few MB per job, so after
+    ``max_jobs_per_process`` jobs the process asks its Dramatiq parent to stop gracefully and
+    ``dramatiq_worker.py`` starts a fresh one.
+    """
+
+    def __init__(self) -> None:
+        self._jobs = 0
+        self._lock = threading.Lock()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from logger_config import configure_logging
+
+        configure_logging(settings, process_name="worker")
+        from forecasting.training import configure_tensorflow
+
+        configure_tensorflow(settings.worker.tf_threads)
+        log.info("worker_ready", pid=os.getpid())
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message,
+        *,
+        result: object = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        with self._lock:
+            self._jobs += 1
+            recycle = self._jobs >= settings.worker.max_jobs_per_process
+        if recycle:
+            log.info("worker_recycling", jobs=self._jobs)
+            os.kill(os.getppid(), signal.SIGTERM)
+
+
+dramatiq_broker.broker.add_middleware(TrainingWorkerSetup())
