@@ -6,6 +6,7 @@ MODEL, TIMEOUT, INTERNAL), and decides what is worth another attempt.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -23,7 +24,8 @@ from forecasting.meter_history import open_meter_history
 from forecasting.registry import ModelRegistry
 from forecasting.training_job import JobProgress, Stage, run_training_job
 from service.job_status import STAGE_PROGRESS, TRAINING_PROGRESS_MAX, JobState
-from service.job_store import JobStore, connect_redis
+from service.job_store import JobStore, StoreUnavailableError, connect_redis
+from service.worker_health import register_worker, unregister_worker
 
 log = structlog.get_logger("task.train_model")
 settings = get_settings()
@@ -173,7 +175,12 @@ class TrainingWorkerSetup(Middleware):
         from forecasting.training import configure_tensorflow
 
         configure_tensorflow(settings.worker.tf_threads)
+        register_worker(job_store().redis, broker.broker_id, f"pid {os.getpid()}")
         log.info("worker_ready", pid=os.getpid())
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        with contextlib.suppress(StoreUnavailableError):
+            unregister_worker(job_store().redis, broker.broker_id)
 
     def after_process_message(
         self,

@@ -29,7 +29,7 @@ DEFAULT_METER_TYPES = ["electricity", "gas", "water", "heat", "chilledwater", "s
 class InfluxSettings(BaseModel):
     """Where meter histories live and how they are laid out."""
 
-    version: Literal[1, 2] = Field(1, description="1: InfluxQL over /query (1.x, 2.x compat, 3.x); 2: Flux")
+    version: int = Field(1, ge=1, le=2, description="1: InfluxQL over /query (1.x, 2.x compat, 3.x); 2: Flux")
     url: str = "http://127.0.0.1:8086"
     # 1.x / InfluxQL
     database: str = "energy"

@@ -182,6 +182,11 @@ class JobStore:
     def __init__(self, redis: redis.Redis, *, ttl_seconds: int, namespace: str = "ef") -> None:
         self._redis, self._ttl, self.keys = redis, ttl_seconds, JobKeys(namespace)
 
+    @property
+    def redis(self) -> redis.Redis:
+        """The client, for callers that share the connection pool (worker registration)."""
+        return self._redis
+
     def create_pending(self, task_id: str, meter_id: str, meter_type: str) -> tuple[JobStatus, bool]:
         """Queue a job unless one is active for this meter: ``(status, created)``."""
         slot, job_key = self.keys.meter_slot(meter_type, meter_id), self.keys.job(task_id)

@@ -6,9 +6,10 @@ epoch milliseconds, a list of ready message ids per queue, the same for the dela
 and a sorted set of dead-lettered message ids ``<queue>.XQ``. Reading them directly lets the API's
 health endpoint answer without a broker of its own.
 
-Caveat: every broker refreshes its heartbeat on *any* command, so a process that only enqueues (the API)
-also counts as live for ``heartbeat_timeout_ms`` after its last send. Workers refresh theirs about once
-a second (their idle fetch loop), so a short timeout narrows that window.
+Every broker refreshes its heartbeat on *any* command, so a process that only enqueues (the API) would
+look like a live worker after each send. Worker processes therefore register their broker id in
+``<namespace>:__training_workers__`` at boot (:func:`register_worker`), and only registered ids with a fresh
+heartbeat count as live workers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,23 @@ from pydantic import BaseModel, Field
 from service.job_store import redis_errors_as_unavailable
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 60_000  # Dramatiq's own default for declaring a worker dead
+
+
+def worker_registry_key(namespace: str = "dramatiq") -> str:
+    return f"{namespace}:__training_workers__"
+
+
+def register_worker(
+    redis: redis.Redis, broker_id: str, description: str, *, namespace: str = "dramatiq"
+) -> None:
+    """Mark a broker id as a worker's (not an API's), so its heartbeats count."""
+    with redis_errors_as_unavailable(redis):
+        redis.hset(worker_registry_key(namespace), broker_id, description)
+
+
+def unregister_worker(redis: redis.Redis, broker_id: str, *, namespace: str = "dramatiq") -> None:
+    with redis_errors_as_unavailable(redis):
+        redis.hdel(worker_registry_key(namespace), broker_id)
 
 
 class WorkerHealth(BaseModel):
@@ -40,11 +58,15 @@ def _queue_reads(pipe: Any, *, namespace: str, queue: str, heartbeat_timeout_ms:
     pipe.llen(f"{namespace}:{queue}")
     pipe.llen(f"{namespace}:{queue}.DQ")
     pipe.zcard(f"{namespace}:{queue}.XQ")
+    pipe.hkeys(worker_registry_key(namespace))
 
 
 def _health_from(replies: list[Any]) -> WorkerHealth:
-    worker_ids, ready, delayed, dead = replies
-    ids = sorted(wid.decode() if isinstance(wid, bytes) else wid for wid in worker_ids)
+    beating, ready, delayed, dead, registered = replies
+    workers = {wid.decode() if isinstance(wid, bytes) else wid for wid in registered}
+    ids = sorted(
+        wid for wid in (w.decode() if isinstance(w, bytes) else w for w in beating) if wid in workers
+    )
     return WorkerHealth(
         live_workers=len(ids), worker_ids=ids, queue_depth=ready, delayed_depth=delayed, dead_letters=dead
     )

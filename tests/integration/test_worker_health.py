@@ -12,7 +12,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from service.job_store import StoreUnavailableError, connect_async_redis, connect_redis
-from service.worker_health import WorkerHealth, read_worker_health, read_worker_health_async
+from service.worker_health import WorkerHealth, read_worker_health, read_worker_health_async, register_worker
 from tests.service_processes import RedisServer
 
 
@@ -32,6 +32,8 @@ def test_reads_heartbeats_and_queue_depths(redis_client: redis.Redis, namespace:
     redis_client.rpush(f"{namespace}:training.DQ", "m4")
     redis_client.zadd(f"{namespace}:training.XQ", {"m5": now_ms, "m6": now_ms})
     redis_client.rpush(f"{namespace}:other", "m7")
+    for worker_id in ("worker-a", "worker-b", "worker-dead"):
+        register_worker(redis_client, worker_id, "test", namespace=namespace)
 
     health = read_worker_health(redis_client, namespace=namespace, queue="training")
 
@@ -42,6 +44,7 @@ def test_reads_heartbeats_and_queue_depths(redis_client: redis.Redis, namespace:
 
 def test_heartbeat_timeout_decides_who_is_live(redis_client: redis.Redis, namespace: str) -> None:
     redis_client.zadd(f"{namespace}:__heartbeats__", {"worker-a": int(time.time() * 1000) - 5000})
+    register_worker(redis_client, "worker-a", "test", namespace=namespace)
 
     assert (
         read_worker_health(redis_client, namespace=namespace, heartbeat_timeout_ms=10_000).live_workers == 1
@@ -59,6 +62,7 @@ def test_async_reader_matches_sync(
     redis_server: RedisServer, redis_client: redis.Redis, namespace: str
 ) -> None:
     redis_client.zadd(f"{namespace}:__heartbeats__", {"worker-a": int(time.time() * 1000)})
+    register_worker(redis_client, "worker-a", "test", namespace=namespace)
     redis_client.rpush(f"{namespace}:training", "m1")
 
     async def read() -> WorkerHealth:
@@ -85,9 +89,10 @@ def test_real_dramatiq_worker_keeps_its_heartbeat_fresh(redis_server: RedisServe
     queued = read_worker_health(client, namespace=namespace)
     worker = dramatiq.Worker(consumer, worker_threads=1)
     try:
+        register_worker(client, consumer.broker_id, "test worker", namespace=namespace)
         worker.start()
         _wait_for(lambda: read_worker_health(client, namespace=namespace).queue_depth == 0)
-        # The producer's heartbeat (from its sends) ages out; the idle worker's keeps being refreshed.
+        # The registered worker counts; the producer (beating from its sends, unregistered) never does.
         _wait_for(
             lambda: (
                 read_worker_health(client, namespace=namespace, heartbeat_timeout_ms=2500).worker_ids
@@ -101,7 +106,7 @@ def test_real_dramatiq_worker_keeps_its_heartbeat_fresh(redis_server: RedisServe
         client.close()
 
     assert queued.queue_depth == 2
-    assert queued.worker_ids == [producer.broker_id]  # enqueuing alone counts as a heartbeat
+    assert queued.worker_ids == []  # the producer's heartbeat (from enqueueing) is not a worker's
 
 
 def test_stopped_server_raises_store_unavailable() -> None:
