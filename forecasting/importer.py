@@ -25,6 +25,7 @@ from forecasting.influx_influxql import quote_identifier, redact_url
 from forecasting.line_protocol import format_point
 from forecasting.meter_history import TEMPERATURE_COLUMN, VALUE_COLUMN
 from forecasting.meter_key import check_meter_id, check_meter_type
+from forecasting.timestamps import parse_local_timestamps
 
 DEFAULT_BATCH_SIZE = 5000
 _FILE_NAME_SEPARATOR = "__"
@@ -38,12 +39,29 @@ def meter_key_from_path(path: Path) -> tuple[str, str]:
     return meter_id, meter_type
 
 
-def read_meter_csv(path: Path) -> pd.DataFrame:
-    """Readings indexed by UTC ``timestamp`` with float ``value`` (and ``temperature`` if present)."""
+def read_meter_csv(
+    path: Path,
+    *,
+    timestamp_column: str = "timestamp",
+    local_timezone: str | None = None,
+    hour_ending: bool = False,
+) -> pd.DataFrame:
+    """Readings indexed by UTC ``timestamp`` with float ``value`` (and ``temperature`` if present).
+
+    Timezone-naive stamps are UTC unless ``local_timezone`` names the zone they were written in;
+    then DST repeats and holes are resolved by :func:`parse_local_timestamps`.
+    """
     frame = pd.read_csv(path)
-    if "timestamp" not in frame.columns or VALUE_COLUMN not in frame.columns:
-        raise ValueError(f"{Path(path).name}: needs the columns 'timestamp' and 'value'")
-    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp"), utc=True), name="timestamp")
+    if timestamp_column not in frame.columns or VALUE_COLUMN not in frame.columns:
+        raise ValueError(f"{Path(path).name}: needs the columns '{timestamp_column}' and 'value'")
+    stamps = frame.pop(timestamp_column)
+    if local_timezone:
+        index = parse_local_timestamps(stamps.astype(str), timezone=local_timezone, hour_ending=hour_ending)
+    else:
+        index = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
+        if hour_ending:
+            index = index - pd.Timedelta(hours=1)
+    frame.index = pd.DatetimeIndex(index, name="timestamp")
     columns = [VALUE_COLUMN] + ([TEMPERATURE_COLUMN] if TEMPERATURE_COLUMN in frame.columns else [])
     return frame[columns].astype("float64")
 
@@ -83,13 +101,18 @@ def import_meter_csv(
     meter_id: str | None = None,
     meter_type: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    timestamp_column: str = "timestamp",
+    local_timezone: str | None = None,
+    hour_ending: bool = False,
 ) -> int:
     """Import one meter file; id and type default to those in the file name. Returns rows written."""
     if meter_id is None or meter_type is None:
         named_id, named_type = meter_key_from_path(path)
         meter_id = meter_id if meter_id is not None else named_id
         meter_type = meter_type if meter_type is not None else named_type
-    readings = read_meter_csv(path)
+    readings = read_meter_csv(
+        path, timestamp_column=timestamp_column, local_timezone=local_timezone, hour_ending=hour_ending
+    )
     lines = history_lines(readings, settings, meter_id=meter_id, meter_type=meter_type)
     return write_lines(settings, lines, batch_size=batch_size)
 
@@ -200,6 +223,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--meter-id", help="default: from the file name")
     parser.add_argument("--meter-type", help="default: from the file name")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="points per write request")
+    parser.add_argument("--timestamp-column", default="timestamp", help="name of the timestamp column")
+    parser.add_argument(
+        "--timezone",
+        help="zone of timezone-naive local stamps, e.g. America/New_York (default: naive stamps are UTC)",
+    )
+    parser.add_argument(
+        "--hour-ending", action="store_true", help="stamps mark the end of each interval (e.g. PJM 'HE')"
+    )
     arguments = parser.parse_args(argv)
 
     settings = get_settings()
@@ -219,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             meter_id=meter_id,
             meter_type=meter_type,
             batch_size=arguments.batch_size,
+            timestamp_column=arguments.timestamp_column,
+            local_timezone=arguments.timezone,
+            hour_ending=arguments.hour_ending,
         )
     except ForecastingError as error:
         print(f"import failed: {error}", file=sys.stderr)

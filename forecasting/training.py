@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -159,13 +160,17 @@ def fit_keras_forecaster(
             ],
         )
         try:
-            model = tuner.get_best_models(num_models=1)[0]
+            with warnings.catch_warnings():
+                # The best trial's checkpoint holds optimizer state we deliberately do not restore.
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model = tuner.get_best_models(num_models=1)[0]
         except (IndexError, ValueError) as error:
             raise ModelError("Hyperparameter search finished without a usable model") from error
         best_hp = tuner.get_best_hyperparameters(1)[0].values
     except keras_tuner.errors.FatalError as error:
-        if isinstance(error.__cause__, ForecastingError):
-            raise error.__cause__ from None
+        cause = _forecasting_cause(error)
+        if cause is not None:
+            raise cause from None
         raise ModelError(f"Training failed: {error}") from error
     finally:
         shutil.rmtree(tuner_dir, ignore_errors=True)
@@ -192,3 +197,15 @@ def fit_keras_forecaster(
         epochs_run=progress.epochs_run,
         best_hyperparameters=dict(best_hp),
     )
+
+
+def _forecasting_cause(error: BaseException) -> ForecastingError | None:
+    """The ForecastingError (e.g. a cancellation) keras-tuner wrapped, however deep."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ForecastingError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

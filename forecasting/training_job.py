@@ -36,7 +36,7 @@ from forecasting.forecasters import (
     load_forecaster,
 )
 from forecasting.meter_history import MeterHistory
-from forecasting.registry import ModelRegistry
+from forecasting.registry import ModelRegistry, ModelVersion
 
 log = structlog.get_logger("forecasting.training_job")
 
@@ -163,7 +163,10 @@ def run_training_job(
     report = _backtest(fit.forecaster, series, backtest_origins, mase_scale)
     naive_report = _backtest(SeasonalNaiveForecaster(layout), series, backtest_origins, mase_scale)
     active = registry.active_version(meter_type, meter_id)
-    promoted, reason = _promotion_decision(report, frame, backtest_origins, mase_scale, active)
+    active_mae = None if active is None else _active_backtest_mae(active, frame, backtest_origins, mase_scale)
+    promoted, reason = decide_promotion(
+        report, active_version=active and active.version, active_mae=active_mae
+    )
     log.info(
         "backtest_scored",
         model_mae=report.model.mae,
@@ -304,45 +307,42 @@ def _backtest(
     )
 
 
-def _promotion_decision(
-    report: BacktestReport,
-    frame: pd.DataFrame,
-    origins: np.ndarray,
-    mase_scale: float,
-    active: Any,
+def _active_backtest_mae(
+    active: ModelVersion, frame: pd.DataFrame, origins: np.ndarray, mase_scale: float
+) -> float | None:
+    """The active version's MAE on the new backtest window, or None if it cannot be scored."""
+    try:
+        forecaster = load_forecaster(active.path, active.metadata)
+        report = _backtest(forecaster, SeriesView.from_frame(frame, forecaster.layout), origins, mase_scale)
+    except (ModelError, KeyError, ValueError, IndexError) as error:
+        log.warning("active_model_unusable", version=active.version, error=str(error))
+        return None
+    return report.model.mae
+
+
+def decide_promotion(
+    report: BacktestReport, *, active_version: str | None, active_mae: float | None
 ) -> tuple[bool, str]:
     """Promote only a model that beats the weekly seasonal naive and the active version.
 
     Both comparisons use the same backtest window, so a retrain on new data is judged against the
     active model's forecasts for exactly the days the new model was scored on.
     """
-    if report.skill is None or report.skill <= 0:
-        return False, (
-            f"backtest MAE {report.model.mae:.4g} does not beat the weekly seasonal naive "
-            f"({report.seasonal_naive.mae:.4g})"
-        )
-    if active is None:
-        return (
-            True,
-            f"beats the weekly seasonal naive (skill {report.skill:.3f}); no active version",
-        )
-    try:
-        active_forecaster = load_forecaster(active.path, active.metadata)
-        active_series = SeriesView.from_frame(frame, active_forecaster.layout)
-        active_report = _backtest(active_forecaster, active_series, origins, mase_scale)
-    except (ModelError, KeyError, ValueError, IndexError) as error:
-        return (
-            True,
-            f"beats the weekly seasonal naive; active version {active.version} unusable ({error})",
-        )
-    if report.model.mae < active_report.model.mae:
+    model_mae, naive_mae = report.model.mae, report.seasonal_naive.mae
+    if report.skill is None or report.skill <= 0 or model_mae is None:
+        return False, f"backtest MAE {model_mae} does not beat the weekly seasonal naive ({naive_mae})"
+    if active_version is None:
+        return True, f"beats the weekly seasonal naive (skill {report.skill:.3f}); no active version"
+    if active_mae is None:
+        return True, f"beats the weekly seasonal naive; active version {active_version} could not be scored"
+    if model_mae < active_mae:
         return True, (
-            f"backtest MAE {report.model.mae:.4g} beats active version {active.version} "
-            f"({active_report.model.mae:.4g}) and the seasonal naive ({report.seasonal_naive.mae:.4g})"
+            f"backtest MAE {model_mae:.4g} beats active version {active_version} ({active_mae:.4g}) "
+            f"and the seasonal naive ({naive_mae:.4g})"
         )
     return False, (
-        f"backtest MAE {report.model.mae:.4g} does not beat active version {active.version} "
-        f"({active_report.model.mae:.4g}) on the same window"
+        f"backtest MAE {model_mae:.4g} does not beat active version {active_version} "
+        f"({active_mae:.4g}) on the same window"
     )
 
 

@@ -1,0 +1,103 @@
+"""Forecast answers: measured history, then the active model's forecast with intervals; clear errors."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from config.settings import Settings, TrainingSettings
+from forecasting.errors import DataError, ModelNotFoundError
+from forecasting.registry import ModelRegistry
+from forecasting.serving import ForecasterCache, ForecastTable, forecast_table
+from forecasting.training_job import run_training_job
+from tests.fakes import FrameHistory, RecordedProgress, read_meter
+
+METER = ("pjm_ekpc", "electricity")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[FrameHistory, Settings, ModelRegistry]:
+    readings = read_meter("electricity__pjm_ekpc")
+    history = FrameHistory({METER: readings[readings.index >= readings.index[-1] - pd.Timedelta(days=90)]})
+    settings = Settings(
+        models_dir=tmp_path_factory.mktemp("models"),
+        training=TrainingSettings(max_trials=1, epochs=3, backtest_weeks=2),
+    )
+    registry = ModelRegistry(settings.models_dir)
+    result = run_training_job(
+        *METER,
+        open_history=lambda: history,
+        registry=registry,
+        settings=settings,
+        progress=RecordedProgress(),
+    )
+    assert result["promoted"], result["promotion_reason"]
+    return history, settings, registry
+
+
+def _forecast(
+    trained: tuple[FrameHistory, Settings, ModelRegistry], meter: tuple[str, str] = METER, **overrides: object
+) -> ForecastTable:
+    history, settings, registry = trained
+    request: dict[str, object] = {
+        "start_date": date(2018, 8, 2),
+        "end_date": date(2018, 8, 4),
+        "resolution": "hourly",
+        "use_fallback": False,
+        "history": history,
+        "registry": registry,
+        "cache": ForecasterCache(),
+        "settings": settings,
+    }
+    return forecast_table(*meter, **(request | overrides))  # type: ignore[arg-type]
+
+
+def test_hourly_rows_are_history_then_a_24_hour_forecast_inside_its_interval(trained) -> None:
+    table = _forecast(trained)
+
+    kinds = [row["type"] for row in table.rows]
+    first_forecast = kinds.index("forecast")
+    assert set(kinds[:first_forecast]) == {"historical"} and set(kinds[first_forecast:]) == {"forecast"}
+    forecasts = table.rows[first_forecast:]
+    assert len(forecasts) == 24
+    assert all(row["p10"] <= row["value"] <= row["p90"] for row in forecasts)
+    assert table.model_kind == "keras_mlp" and table.model_version is not None
+    last_measured = pd.Timestamp(table.rows[first_forecast - 1]["datetime"])
+    assert pd.Timestamp(forecasts[0]["datetime"]) - last_measured == pd.Timedelta(hours=1)
+
+
+def test_daily_rows_sum_the_hours_of_each_day(trained) -> None:
+    hourly = _forecast(trained, start_date=date(2018, 8, 1), end_date=date(2018, 8, 1))
+    daily = _forecast(trained, start_date=date(2018, 8, 1), end_date=date(2018, 8, 1), resolution="daily")
+
+    assert len(daily.rows) == 1 and daily.rows[0]["type"] == "historical"
+    assert daily.rows[0]["value"] == pytest.approx(sum(row["value"] for row in hourly.rows))
+
+
+def test_beyond_the_horizon_is_refused_with_the_last_usable_date(trained) -> None:
+    with pytest.raises(DataError, match="use an end_date on or before 2018-08-04"):
+        _forecast(trained, end_date=date(2018, 8, 10))
+
+
+def test_too_long_or_reversed_ranges_are_refused(trained) -> None:
+    with pytest.raises(DataError, match="too long"):
+        _forecast(trained, start_date=date(2016, 1, 1), end_date=date(2018, 8, 3))
+    with pytest.raises(DataError, match="on or after start_date"):
+        _forecast(trained, start_date=date(2018, 8, 3), end_date=date(2018, 8, 1))
+
+
+def test_no_model_is_404_unless_the_baseline_is_asked_for(trained) -> None:
+    history, settings, registry = trained
+    other = FrameHistory({("other", "electricity"): history.frames[METER]})
+
+    with pytest.raises(ModelNotFoundError, match="No trained model for meter 'other'"):
+        _forecast(trained, meter=("other", "electricity"), history=other)
+    table = _forecast(trained, meter=("other", "electricity"), history=other, use_fallback=True)
+
+    assert table.model_kind == "seasonal_naive" and table.model_version is None
+    forecasts = [row for row in table.rows if row["type"] == "forecast"]
+    measured = history.frames[METER]["value"]
+    first = pd.Timestamp(forecasts[0]["datetime"])
+    assert forecasts[0]["value"] == measured[first - pd.Timedelta(days=7)]
