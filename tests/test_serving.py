@@ -89,7 +89,7 @@ def test_too_long_or_reversed_ranges_are_refused(trained) -> None:
 
 
 def test_no_model_is_404_unless_the_baseline_is_asked_for(trained) -> None:
-    history, settings, registry = trained
+    history = trained[0]
     other = FrameHistory({("other", "electricity"): history.frames[METER]})
 
     with pytest.raises(ModelNotFoundError, match="No trained model for meter 'other'"):
