@@ -11,12 +11,13 @@ file changed (a hash stamp inside ``.venv``), and apt runs only for a binary tha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,13 +54,38 @@ def apt_install(packages: Sequence[str]) -> None:
     _run([*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env)
 
 
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+
+
+@contextlib.contextmanager
+def services_not_autostarted() -> Iterator[None]:
+    """Keep apt from starting the packages' system services while installing them.
+
+    Debian starts ``influxdb`` on install with its default config, which listens on every interface;
+    the stack runs its own on 127.0.0.1 instead. ``policy-rc.d`` returning 101 is Debian's documented
+    way to say "do not start services now"; a file that already exists is left alone.
+    """
+    if POLICY_RC_D.exists():
+        yield
+        return
+    POLICY_RC_D.write_text(
+        "#!/bin/sh\n# Written by energy-forecasting scripts/bootstrap.py during apt-get install\nexit 101\n"
+    )
+    POLICY_RC_D.chmod(0o755)
+    try:
+        yield
+    finally:
+        POLICY_RC_D.unlink(missing_ok=True)
+
+
 def ensure_binaries(binaries: Sequence[str]) -> None:
     """Install the Debian packages of the given server binaries that are not on PATH."""
     missing = [binary for binary in binaries if shutil.which(binary) is None]
     if not missing:
         print(f"Found {', '.join(binaries)}; nothing to install", flush=True)
         return
-    apt_install([APT_PACKAGES[binary] for binary in missing])
+    with services_not_autostarted():
+        apt_install([APT_PACKAGES[binary] for binary in missing])
     still_missing = [binary for binary in missing if shutil.which(binary) is None]
     if still_missing:
         raise BootstrapError(f"{', '.join(still_missing)} still not on PATH after apt-get install")
@@ -112,13 +138,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     venv = commands.add_parser("venv", help="create .venv and install a requirements file")
     venv.add_argument("requirements", type=Path, nargs="?", default=Path("requirements.txt"))
     binaries = commands.add_parser("binaries", help="apt-get install missing server binaries")
-    binaries.add_argument("binaries", nargs="*", choices=sorted(APT_PACKAGES), default=sorted(APT_PACKAGES))
+    binaries.add_argument("binaries", nargs="*", metavar="BINARY", help=f"default: {' '.join(APT_PACKAGES)}")
     arguments = parser.parse_args(argv)
+    unknown = set(getattr(arguments, "binaries", None) or ()) - set(APT_PACKAGES)
+    if unknown:
+        parser.error(f"unknown binaries {sorted(unknown)}; known: {sorted(APT_PACKAGES)}")
     try:
         if arguments.command == "venv":
             ensure_venv(arguments.requirements)
         else:
-            ensure_binaries(arguments.binaries)
+            ensure_binaries(arguments.binaries or list(APT_PACKAGES))
     except BootstrapError as error:
         print(f"bootstrap failed: {error}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ Standard library only: ``make down`` must work whatever state the venv is in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -147,9 +148,11 @@ def exit_code(record: ProcessRecord) -> int | None:
 
 def stop_process(record: ProcessRecord, *, timeout_seconds: float) -> bool:
     """SIGTERM the process, wait for it and its session, SIGKILL what is left. False if it was gone."""
-    was_running = is_running(record)
-    if was_running:
-        os.kill(record.pid, signal.SIGTERM)
+    if not is_running(record):
+        # A dead leader's session id may belong to someone else by now: touch nothing.
+        _children.pop(record.pid, None)
+        return False
+    _signal(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         leader_gone = not is_running(record)
@@ -159,13 +162,18 @@ def stop_process(record: ProcessRecord, *, timeout_seconds: float) -> bool:
     else:
         # Only processes of the session this script created (session id == recorded pid) are killed.
         if is_running(record):
-            os.kill(record.pid, signal.SIGKILL)
+            _signal(record.pid, signal.SIGKILL)
         for pid in _session_members(record.pid):
-            os.kill(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
     child = _children.pop(record.pid, None)
     if child is not None:
         child.wait()
-    return was_running
+    return True
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
 
 
 def log_tail(record: ProcessRecord, lines: int = 25) -> str:

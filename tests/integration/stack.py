@@ -121,7 +121,8 @@ class Stack:
         self.worker = ServiceProcess(
             "worker", [sys.executable, "dramatiq_worker.py"], env, workdir / "worker.out"
         )
-        self.client = httpx.Client(base_url=self.base_url, timeout=10)
+        # The first /forecast/ imports TensorFlow and loads the model: seconds, more on a loaded machine.
+        self.client = httpx.Client(base_url=self.base_url, timeout=60)
 
     def start(self) -> None:
         self.worker.start()
