@@ -20,10 +20,17 @@ import structlog
 
 from config import Settings, get_settings
 from logger_config import configure_logging
+from service.worker_metrics import WorkerMetricsExporter
 
 log = structlog.get_logger("worker.supervisor")
 PROJECT_DIR = Path(__file__).resolve().parent
 RESTART_BACKOFF_MAX_SECONDS = 30.0
+#: A worker that ran this long before it died was not crash-looping: restart it without delay.
+HEALTHY_RUN_SECONDS = 60.0
+#: Training jobs are long: a busy worker must not take a second message that an idle worker could
+#: start at once (Dramatiq's default prefetches two per thread). Heartbeats still flow while busy,
+#: because the delay-queue consumer keeps polling Redis.
+QUEUE_PREFETCH = "1"
 
 
 def dramatiq_command(settings: Settings) -> list[str]:
@@ -53,12 +60,15 @@ class Supervisor:
         self._command = dramatiq_command(settings)
         self._workers: list[subprocess.Popen[bytes] | None] = [None] * settings.worker.processes
         self._failures = [0] * settings.worker.processes
+        self._started_at = [0.0] * settings.worker.processes
         self._stopping = False
+        self._metrics = WorkerMetricsExporter(settings.worker.metrics_host, settings.worker.metrics_port)
 
     def run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._stop)
         log.info("workers_starting", processes=len(self._workers), threads=self._settings.worker.threads)
+        self._metrics.start()
         while not self._stopping:
             for slot, worker in enumerate(self._workers):
                 if worker is None or worker.poll() is not None:
@@ -69,14 +79,21 @@ class Supervisor:
     def _restart(self, slot: int, previous: subprocess.Popen[bytes] | None) -> None:
         if previous is not None:
             code = previous.returncode
-            self._failures[slot] = 0 if code == 0 else self._failures[slot] + 1
-            log.info("worker_exited", slot=slot, pid=previous.pid, returncode=code)
-            if self._failures[slot]:
-                time.sleep(min(RESTART_BACKOFF_MAX_SECONDS, 2.0 ** self._failures[slot]))
+            ran_seconds = time.monotonic() - self._started_at[slot]
+            healthy = code == 0 or ran_seconds >= HEALTHY_RUN_SECONDS
+            self._failures[slot] = 0 if healthy else self._failures[slot] + 1
+            log.info(
+                "worker_exited", slot=slot, pid=previous.pid, returncode=code, ran_seconds=round(ran_seconds)
+            )
+            if self._failures[slot]:  # 0.5 s, 1 s, 2 s ... while it keeps dying young
+                time.sleep(min(RESTART_BACKOFF_MAX_SECONDS, 0.5 * 2.0 ** (self._failures[slot] - 1)))
                 if self._stopping:
                     return
-        worker = subprocess.Popen(self._command, cwd=PROJECT_DIR)
+        env = self._metrics.child_environment()
+        env.setdefault("dramatiq_queue_prefetch", QUEUE_PREFETCH)
+        worker = subprocess.Popen(self._command, cwd=PROJECT_DIR, env=env)
         self._workers[slot] = worker
+        self._started_at[slot] = time.monotonic()
         log.info("worker_started", slot=slot, pid=worker.pid)
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
@@ -92,6 +109,7 @@ class Supervisor:
                 worker.wait(timeout=self._settings.training.time_limit_seconds + 30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        self._metrics.close()
         return 0
 
 

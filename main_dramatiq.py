@@ -13,7 +13,8 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import forecast_routes, health_routes, model_routes, training_routes
+from api import events_routes, forecast_routes, health_routes, metrics, model_routes, training_routes
+from api.security import ApiKeyMiddleware
 from config import get_settings
 from forecasting.errors import DataError, ForecastingError, ModelNotFoundError, SourceUnavailableError
 from logger_config import configure_logging
@@ -84,9 +85,13 @@ def create_app() -> FastAPI:
     app.add_exception_handler(ForecastingError, _forecasting_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(training_routes.router)
+    app.include_router(events_routes.router)
     app.include_router(health_routes.router)
     app.include_router(model_routes.router)
     app.include_router(forecast_routes.router)
+    app.include_router(metrics.router)
+    app.add_middleware(metrics.HttpMetricsMiddleware)
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)  # outermost: checked first
     return app
 
 

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TypeVar
 
 import dramatiq
 import structlog
 from dramatiq.middleware import CurrentMessage, Middleware, TimeLimitExceeded
+from dramatiq.worker import WorkerThread
 
 import dramatiq_broker
 from config import get_settings
@@ -25,13 +30,20 @@ from forecasting.registry import ModelRegistry
 from forecasting.training_job import JobProgress, Stage, run_training_job
 from service.job_status import STAGE_PROGRESS, TRAINING_PROGRESS_MAX, JobState
 from service.job_store import JobStore, StoreUnavailableError, connect_redis
+from service.meter_lease import MeterLease
 from service.worker_health import register_worker, unregister_worker
+from service.worker_metrics import JobOutcomeMetrics, WorkerPrometheus
 
 log = structlog.get_logger("task.train_model")
 settings = get_settings()
 
 #: Attempts (first delivery, retries and redeliveries after a worker died) before a job is given up.
 MAX_ATTEMPTS = settings.training.max_retries + 1
+#: How often a job waiting for its meter's lease looks again.
+LEASE_POLL_SECONDS = 1.0
+#: How long a finished job waits for Redis to come back to record its outcome before giving up.
+FINAL_WRITE_PATIENCE_SECONDS = 600.0
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=1)
@@ -43,14 +55,19 @@ def job_store() -> JobStore:
 
 
 class RedisJobProgress(JobProgress):
-    """Writes stage and training progress to the job's status; stops the job when it is cancelled."""
+    """Writes stage and training progress to the job's status; stops the job when it is cancelled.
+
+    Training does not need Redis, so a Redis outage only loses progress reports (logged once per
+    outage); the job keeps going and its final status waits for Redis (:func:`_persist`).
+    """
 
     def __init__(self, store: JobStore, task_id: str, started: datetime) -> None:
         self._store, self._task_id, self._started = store, task_id, started
+        self._store_down = False
 
     def stage(self, stage: Stage, message: str) -> None:
         self._check_cancelled()
-        self._store.update(self._task_id, JobState(stage.value), message=message)
+        self._report(lambda: self._store.update(self._task_id, JobState(stage.value), message=message))
         log.info("stage_started", stage=stage.value)
 
     def training(self, fraction: float, message: str) -> None:
@@ -61,25 +78,60 @@ class RedisJobProgress(JobProgress):
         estimate = None
         if fraction > 0.05:
             estimate = self._started + timedelta(seconds=elapsed.total_seconds() / fraction * 1.1)
-        self._store.update(
-            self._task_id,
-            JobState.TRAINING_MODEL,
-            message=message,
-            progress=progress,
-            estimated_completion=estimate,
+        self._report(
+            lambda: self._store.update(
+                self._task_id,
+                JobState.TRAINING_MODEL,
+                message=message,
+                progress=progress,
+                estimated_completion=estimate,
+            )
         )
 
     def _check_cancelled(self) -> None:
-        if self._store.is_cancel_requested(self._task_id):
+        cancelled = self._report(lambda: self._store.is_cancel_requested(self._task_id))
+        if cancelled:
             raise TrainingCancelledError("Task cancelled by request")
+
+    def _report(self, call: Callable[[], T]) -> T | None:
+        try:
+            value = call()
+        except StoreUnavailableError as error:
+            if not self._store_down:
+                log.warning("progress_not_recorded", error=str(error))
+            self._store_down = True
+            return None
+        if self._store_down:
+            log.info("progress_recorded_again")
+        self._store_down = False
+        return value
+
+
+def _persist(write: Callable[[], T]) -> T:
+    """Run a store call the job cannot do without, waiting out a Redis outage (bounded).
+
+    A job that trained for minutes and then found Redis restarting would otherwise stay in
+    TRAINING_MODEL forever.
+    """
+    deadline = time.monotonic() + FINAL_WRITE_PATIENCE_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return write()
+        except StoreUnavailableError as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("status_write_waiting_for_redis", error=str(error), retry_in_seconds=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 @dramatiq.actor(
     queue_name=settings.worker.queue,
     time_limit=settings.training.time_limit_seconds * 1000,
     max_retries=settings.training.max_retries,
-    min_backoff=2_000,
-    max_backoff=60_000,
+    min_backoff=int(settings.training.retry_min_backoff_seconds * 1000),
+    max_backoff=int(settings.training.retry_max_backoff_seconds * 1000),
     # Retries are decided below: only errors that may pass (connection) are re-raised.
     retry_when=lambda retries, error: isinstance(error, ForecastingError) and error.retryable,
 )
@@ -96,10 +148,61 @@ def train_model(meter_id: str, meter_type: str) -> None:
 
 def _run(task_id: str, meter_id: str, meter_type: str) -> None:
     store = job_store()
-    status = store.get(task_id)
+    status = _persist(lambda: store.get(task_id))  # Redis may have gone away right after the fetch
     if status is None or status.finished:
         log.info("job_skipped", reason="unknown, expired or finished", status=status and status.status)
         return
+    lease = MeterLease(
+        store.redis,
+        store.keys.meter_lease(meter_type, meter_id),
+        owner=f"{task_id} pid {os.getpid()} {secrets.token_hex(4)}",
+        ttl_seconds=settings.worker.heartbeat_timeout_seconds,
+    )
+    try:
+        if not _wait_for_meter(store, lease, task_id):
+            return
+        with lease.kept():
+            _train(store, task_id, meter_id, meter_type)
+    except TimeLimitExceeded:
+        limit = settings.training.time_limit_seconds
+        _persist(
+            lambda: store.fail(task_id, ErrorType.TIMEOUT, f"Training exceeded its time limit of {limit} s.")
+        )
+        log.error("job_timed_out", time_limit_seconds=limit)
+
+
+def _wait_for_meter(store: JobStore, lease: MeterLease, task_id: str) -> bool:
+    """Take the meter's lease, waiting while another run trains the meter; False if the job ended meanwhile.
+
+    The wait counts against the job's time limit, which bounds it.
+    """
+    waiting = False
+    while not lease.try_acquire():
+        status = store.get(task_id)
+        if status is None or status.finished:
+            log.info(
+                "job_skipped", reason="finished while waiting for its meter", status=status and status.status
+            )
+            return False
+        if not waiting:
+            log.info("meter_busy", holder=lease.holder())
+            if status.status is JobState.PENDING:
+                store.update(
+                    task_id, JobState.PENDING, message="Waiting for another run on this meter to stop"
+                )
+            waiting = True
+        time.sleep(LEASE_POLL_SECONDS)
+    status = store.get(task_id)  # it may have been cancelled (or finished by another delivery) meanwhile
+    if status is None or status.finished:
+        lease.release()
+        log.info(
+            "job_skipped", reason="finished while waiting for its meter", status=status and status.status
+        )
+        return False
+    return True
+
+
+def _train(store: JobStore, task_id: str, meter_id: str, meter_type: str) -> None:
     started = store.update(task_id, JobState.STARTED, message="Worker started the task")
     attempt = started.attempt if started else 1
     structlog.contextvars.bind_contextvars(attempt=attempt)
@@ -127,31 +230,26 @@ def _run(task_id: str, meter_id: str, meter_type: str) -> None:
         log.info("job_cancelled")
         return
     except ForecastingError as error:
+        error_type, reason = error.error_type, str(error)
         if error.retryable and attempt < MAX_ATTEMPTS:
-            store.update(
-                task_id,
-                JobState.RETRYING,
-                message=f"{error} Retrying (attempt {attempt + 1} of {MAX_ATTEMPTS}).",
-            )
-            log.warning("job_retrying", error_type=error.error_type, error=str(error))
+            retrying = f"{reason} Retrying (attempt {attempt + 1} of {MAX_ATTEMPTS})."
+            _persist(lambda: store.update(task_id, JobState.RETRYING, message=retrying))
+            log.warning("job_retrying", error_type=error_type, error=reason)
             raise
-        store.fail(task_id, error.error_type, str(error))
-        log.warning("job_failed", error_type=error.error_type, error=str(error))
-        return
-    except TimeLimitExceeded:
-        limit = settings.training.time_limit_seconds
-        store.fail(task_id, ErrorType.TIMEOUT, f"Training exceeded its time limit of {limit} s.")
-        log.error("job_timed_out", time_limit_seconds=limit)
+        _persist(lambda: store.fail(task_id, error_type, reason))
+        log.warning("job_failed", error_type=error_type, error=reason)
         return
     except Exception:
         log.exception("job_crashed")
-        store.fail(
-            task_id,
-            ErrorType.INTERNAL,
-            f"Internal error while training; the worker log has the details (task_id={task_id}).",
+        _persist(
+            lambda: store.fail(
+                task_id,
+                ErrorType.INTERNAL,
+                f"Internal error while training; the worker log has the details (task_id={task_id}).",
+            )
         )
         return
-    store.succeed(task_id, result, result["message"])
+    _persist(lambda: store.succeed(task_id, result, result["message"]))
     log.info("job_succeeded", model_version=result["details"]["model_version"])
 
 
@@ -166,15 +264,22 @@ class TrainingWorkerSetup(Middleware):
 
     def __init__(self) -> None:
         self._jobs = 0
+        self._recycling = False
         self._lock = threading.Lock()
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Before the worker threads start: a first job importing TensorFlow while this import is
+        # still running dies of an import deadlock.
         from logger_config import configure_logging
 
         configure_logging(settings, process_name="worker")
-        from forecasting.training import configure_tensorflow
+        from forecasting.training import configure_tensorflow, remove_orphaned_tuner_dirs
 
         configure_tensorflow(settings.worker.tf_threads)
+        if removed := remove_orphaned_tuner_dirs():
+            log.info("orphaned_tuner_dirs_removed", count=removed)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         register_worker(job_store().redis, broker.broker_id, f"pid {os.getpid()}")
         log.info("worker_ready", pid=os.getpid())
 
@@ -192,10 +297,18 @@ class TrainingWorkerSetup(Middleware):
     ) -> None:
         with self._lock:
             self._jobs += 1
-            recycle = self._jobs >= settings.worker.max_jobs_per_process
+            recycle = self._jobs >= settings.worker.max_jobs_per_process and not self._recycling
+            self._recycling = self._recycling or recycle
         if recycle:
             log.info("worker_recycling", jobs=self._jobs)
+            # This thread takes no further message: one fetched meanwhile is requeued at shutdown
+            # instead of being started, and cut short by a second signal, in a process about to exit.
+            current = threading.current_thread()
+            if isinstance(current, WorkerThread):
+                current.pause()
             os.kill(os.getppid(), signal.SIGTERM)
 
 
 dramatiq_broker.broker.add_middleware(TrainingWorkerSetup())
+dramatiq_broker.broker.add_middleware(JobOutcomeMetrics(job_store, actor_name=train_model.actor_name))
+dramatiq_broker.broker.add_middleware(WorkerPrometheus())

@@ -8,14 +8,23 @@ from typing import Annotated
 import redis
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from starlette.concurrency import run_in_threadpool
 
 import dramatiq_broker
 from api import dependencies
+from api.metrics import JOBS_DEDUPLICATED, JOBS_QUEUED
 from api.schemas import TaskAccepted, TrainRequest
 from api.training_queue import training_message
 from config import Settings
+from service.job_metrics import record_finished_job
 from service.job_status import JobStatus
-from service.job_store import JobAlreadyFinishedError, JobNotFoundError, JobStore, StoreUnavailableError
+from service.job_store import (
+    AsyncJobStore,
+    JobAlreadyFinishedError,
+    JobNotFoundError,
+    JobStore,
+    StoreUnavailableError,
+)
 
 log = structlog.get_logger("api.training")
 router = APIRouter(tags=["training"])
@@ -29,10 +38,10 @@ ALREADY_QUEUED = "A training job for this meter is already queued or running; re
     status_code=status.HTTP_202_ACCEPTED,
     responses={200: {"model": TaskAccepted, "description": "A job for this meter is already active"}},
 )
-def start_training(
+async def start_training(
     request: TrainRequest,
     response: Response,
-    store: Annotated[JobStore, Depends(dependencies.job_store)],
+    store: Annotated[AsyncJobStore, Depends(dependencies.async_job_store)],
     settings: Annotated[Settings, Depends(dependencies.settings)],
 ) -> TaskAccepted:
     """Queue training of one meter's model. Poll the URL in the ``Location`` header for progress.
@@ -40,30 +49,33 @@ def start_training(
     A second request for a meter whose job is still queued or running returns that job (200).
     """
     message = training_message(request.meter_id, request.meter_type, queue=settings.worker.queue)
-    job, created = store.create_pending(message.message_id, request.meter_id, request.meter_type)
+    job, created = await store.create_pending(message.message_id, request.meter_id, request.meter_type)
     response.headers["Location"] = f"/trainmodel/status/{job.task_id}"
     if not created:
+        JOBS_DEDUPLICATED.inc()
         response.status_code = status.HTTP_200_OK
         return TaskAccepted(
             task_id=job.task_id, status=job.status, progress=job.progress, message=ALREADY_QUEUED
         )
     try:
-        dramatiq_broker.broker.enqueue(message)
+        # Dramatiq's broker is synchronous: only this call leaves the event loop.
+        await run_in_threadpool(dramatiq_broker.broker.enqueue, message)
     except redis.RedisError as error:
         log.warning("enqueue_failed", task_id=job.task_id, error=type(error).__name__)
         with contextlib.suppress(StoreUnavailableError):
-            store.fail(job.task_id, "CONNECTION", "The job could not be queued: Redis is unavailable.")
+            await store.fail(job.task_id, "CONNECTION", "The job could not be queued: Redis is unavailable.")
         raise StoreUnavailableError("Redis is unavailable: the job was not queued") from error
+    JOBS_QUEUED.inc()
     log.info("training_queued", task_id=job.task_id, meter_id=request.meter_id, meter_type=request.meter_type)
     return TaskAccepted(task_id=job.task_id, status=job.status, progress=job.progress, message=job.message)
 
 
 @router.get("/trainmodel/status/{task_id}", response_model_exclude_none=False)
-def training_status(
-    task_id: TaskId, store: Annotated[JobStore, Depends(dependencies.job_store)]
+async def training_status(
+    task_id: TaskId, store: Annotated[AsyncJobStore, Depends(dependencies.async_job_store)]
 ) -> JobStatus:
     """Current state, progress and, when finished, the result or the classified error of a job."""
-    job = store.get(task_id)
+    job = await store.get(task_id)
     if job is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
@@ -78,10 +90,13 @@ def cancel_training(
 ) -> JobStatus:
     """Cancel a queued or running job. A running job stops at its next epoch or trial."""
     try:
-        return store.cancel(task_id)
+        cancelled = store.cancel(task_id)
     except JobNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No training task with id '{task_id}'.") from None
     except JobAlreadyFinishedError as error:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"Task '{task_id}' already finished with status {error.status.status}."
         ) from None
+    with contextlib.suppress(StoreUnavailableError):  # the job is cancelled; a lost count is no error
+        record_finished_job(store.redis, cancelled.status.value)
+    return cancelled

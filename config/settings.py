@@ -66,6 +66,10 @@ class TrainingSettings(BaseModel):
     max_train_days: int | None = Field(730, ge=28, description="Train on at most this many most recent days")
     time_limit_seconds: int = Field(1800, ge=10, description="Hard limit per job (TIMEOUT)")
     max_retries: int = Field(3, ge=0, description="Redeliveries for errors that may pass")
+    retry_min_backoff_seconds: float = Field(
+        2.0, gt=0, description="Delay before the first retry of an error that may pass; doubles each time"
+    )
+    retry_max_backoff_seconds: float = Field(60.0, gt=0, description="Longest delay between retries")
     seed: int = 42
 
 
@@ -100,10 +104,17 @@ class WorkerSettings(BaseModel):
         20, ge=5, description="A worker silent this long is dead; its unacked jobs are redelivered"
     )
     maintenance_chance: int = Field(
-        20_000, ge=1, le=1_000_000, description="Broker calls per million that requeue dead workers' jobs"
+        100_000, ge=1, le=1_000_000, description="Broker calls per million that requeue dead workers' jobs"
     )
     max_jobs_per_process: int = Field(
         20, ge=1, description="Recycle a worker process after this many jobs (bounds memory)"
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Interface the workers' Prometheus metrics listen on (0.0.0.0 for a remote scraper)",
+    )
+    metrics_port: int = Field(
+        9191, ge=0, le=65535, description="Port of the workers' Prometheus metrics (one per host); 0 = off"
     )
 
 

@@ -6,11 +6,12 @@ A reader returns raw readings, unchanged and in UTC; cleaning is :mod:`forecasti
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Protocol
 
 from config.settings import InfluxSettings
+
+if TYPE_CHECKING:  # pandas costs the API ~0.6 s of start-up; only readers need it at run time
+    import pandas as pd
 
 VALUE_COLUMN = "value"
 TEMPERATURE_COLUMN = "temperature"

@@ -11,6 +11,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,9 @@ from config.settings import TrainingSettings
 from forecasting.errors import ForecastingError, ModelError
 from forecasting.features import FeatureLayout, Scaling, build_inputs, build_targets
 from forecasting.forecasters import KerasForecaster, SeriesView
+
+#: Temporary keras-tuner folders are named ``<prefix><pid>-<random>`` so orphans can be recognised.
+TUNER_DIR_PREFIX = "ef-tuner-"
 
 #: Called with the fraction of the training budget used (0..1) and a short message.
 TrainingProgress = Callable[[float, str], None]
@@ -56,6 +60,32 @@ def configure_tensorflow(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     except RuntimeError:
         pass  # already initialised in this process; the first setting stays
+
+
+def remove_orphaned_tuner_dirs(temp_dir: Path | None = None) -> int:
+    """Delete tuner folders whose process is gone (a worker killed mid-search); returns how many.
+
+    A SIGKILLed worker never reaches the ``finally`` that removes its folder, and trial checkpoints
+    are megabytes each; every worker calls this at boot.
+    """
+    removed = 0
+    for entry in Path(temp_dir or tempfile.gettempdir()).glob(f"{TUNER_DIR_PREFIX}*"):
+        pid = entry.name[len(TUNER_DIR_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _process_alive(int(pid)) or not entry.is_dir():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def split_origins(origins: np.ndarray, validation_fraction: float, horizon: int) -> FitSamples:
@@ -131,7 +161,7 @@ def fit_keras_forecaster(
     val_y = build_targets(scaled, samples.validation, layout) - val_naive
 
     progress = _ProgressCallback(on_progress, settings.max_trials, settings.epochs)
-    tuner_dir = tempfile.mkdtemp(prefix="ef-tuner-")
+    tuner_dir = tempfile.mkdtemp(prefix=f"{TUNER_DIR_PREFIX}{os.getpid()}-")
     try:
         tuner = keras_tuner.RandomSearch(
             hypermodel=lambda hp: build_model(hp, input_width=layout.input_width, horizon=layout.horizon),

@@ -131,6 +131,10 @@ class JobKeys:
     def meter_slot(self, meter_type: str, meter_id: str) -> str:
         return f"{self.namespace}:meter-job:{meter_type}:{meter_id}"
 
+    def meter_lease(self, meter_type: str, meter_id: str) -> str:
+        """Held by the run that is training the meter (see :mod:`service.meter_lease`)."""
+        return f"{self.namespace}:meter-lease:{meter_type}:{meter_id}"
+
 
 def _claim_decision(
     existing: JobStatus | None, holder: JobStatus | None, fresh: JobStatus

@@ -52,6 +52,7 @@ def stack_environment(
             "TRAINING__MAX_TRAIN_DAYS": "90",
             "TRAINING__BACKTEST_WEEKS": "2",
             "WORKER__HEARTBEAT_TIMEOUT_SECONDS": "5",
+            "WORKER__METRICS_PORT": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -1,0 +1,184 @@
+"""Hostile input and the optional API key, against a real API process (uvicorn) with API_KEY set.
+
+Hostile ids must be refused (422) before they reach a path, a query or a log line; every endpoint
+but ``/health/*`` needs the key; the key never shows up in a response or a log.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+
+from tests.integration.faults_support import api_only
+from tests.integration.stack import Stack, stack_environment
+from tests.service_processes import InfluxServer, RedisServer
+
+API_KEY = "k3y-" + uuid.uuid4().hex
+LONG = "x" * 10_000
+HOSTILE_IDS = {
+    "quote": "a'b",
+    "double quote": 'a"b',
+    "backslash": "a\\b",
+    "newline": "a\nb",
+    "parent dir": "../etc",
+    "dot dot": "..",
+    "unicode": "mètre",
+    "cjk": "电表",
+    "nul": "a\x00b",
+    "influxql": "m1' OR meter_id =~ /.*/",
+    "10,000 chars": LONG,
+}
+HOSTILE_TYPES = {"quote": "electricity'", "parent dir": "../electricity", "10,000 chars": LONG}
+
+
+@pytest.fixture(scope="module")
+def api(
+    redis_server: RedisServer, influxdb_server: InfluxServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("api-security")
+    redis_server.start()
+    env = stack_environment(
+        redis_url=redis_server.url,
+        influx_url=influxdb_server.url,
+        database=f"security_{uuid.uuid4().hex[:8]}",
+        workdir=workdir,
+        extra={"API_KEY": API_KEY},
+    )
+    with api_only(env, workdir, headers={"X-API-Key": API_KEY}) as running:
+        yield running
+
+
+def _job_count(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return len(client.keys("ef:job:*"))
+    finally:
+        client.close()
+
+
+# -- hostile input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("meter_id", HOSTILE_IDS.values(), ids=HOSTILE_IDS.keys())
+def test_hostile_meter_ids_are_refused_everywhere(api: Stack, meter_id: str) -> None:
+    jobs_before = _job_count(api.env["REDIS_URL"])
+    forecast_body = {"meter_type": "electricity", "start_date": "2018-08-01", "end_date": "2018-08-02"}
+
+    train = api.client.post("/trainmodel/", json={"meter_id": meter_id, "meter_type": "electricity"})
+    forecast = api.client.post("/forecast/", json={"meter_id": meter_id, **forecast_body})
+    models = api.client.get(f"/models/electricity/{quote(meter_id, safe='')}")
+
+    assert train.status_code == 422, train.text
+    assert forecast.status_code == 422, forecast.text
+    # A '/' inside the id makes the path match no route at all (404): it never reaches the registry.
+    # HTTP clients resolve a '..' segment themselves, so that request asks for another URL.
+    expected = {404} if "/" in meter_id else {307, 404} if meter_id == ".." else {422}
+    assert models.status_code in expected, models.text
+    for reply in (train, forecast, models):
+        assert LONG not in reply.text, "hostile input must not be echoed back"
+    assert _job_count(api.env["REDIS_URL"]) == jobs_before
+    assert not (Path(api.env["MODELS_DIR"]).parent / "etc").exists()
+
+
+@pytest.mark.parametrize("meter_type", HOSTILE_TYPES.values(), ids=HOSTILE_TYPES.keys())
+def test_hostile_meter_types_are_refused_everywhere(api: Stack, meter_type: str) -> None:
+    train = api.client.post("/trainmodel/", json={"meter_id": "m1", "meter_type": meter_type})
+    forecast = api.client.post(
+        "/forecast/",
+        json={
+            "meter_id": "m1",
+            "meter_type": meter_type,
+            "start_date": "2018-08-01",
+            "end_date": "2018-08-02",
+        },
+    )
+    models = api.client.get(f"/models/{quote(meter_type, safe='')}/m1")
+
+    assert train.status_code == 422 and forecast.status_code == 422, (train.text, forecast.text)
+    assert models.status_code == (404 if "/" in meter_type else 422), models.text
+    assert all(LONG not in reply.text for reply in (train, forecast, models))
+
+
+def test_hostile_task_ids_get_404_or_422_never_an_error(api: Stack) -> None:
+    for task_id in ("a'b", "a\\b", "a/../b", "a b", "mètre", "x" * 65):
+        for reply in (
+            api.client.get(f"/trainmodel/status/{quote(task_id, safe='')}"),
+            api.client.delete(f"/trainmodel/{quote(task_id, safe='')}"),
+        ):
+            assert reply.status_code in (404, 422), (task_id, reply.status_code, reply.text)
+
+
+# -- API key -----------------------------------------------------------------------------------------
+
+PROTECTED = [
+    ("GET", "/trainmodel/status/some-task"),
+    ("POST", "/trainmodel/"),
+    ("DELETE", "/trainmodel/some-task"),
+    ("POST", "/forecast/"),
+    ("GET", "/models/"),
+    ("GET", "/models/electricity/m1"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/health-and-more"),
+    ("GET", "/health/%2e%2e/models/"),
+]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-API-Key": "wrong"},
+        {"X-API-Key": API_KEY.upper()},
+        {"X-API-Key": API_KEY[:-1]},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {API_KEY}"},
+        {"Authorization": API_KEY},
+    ],
+    ids=["none", "wrong", "wrong case", "prefix", "wrong bearer", "basic scheme", "no scheme"],
+)
+def test_every_endpoint_but_health_needs_the_key(api: Stack, headers: dict[str, str]) -> None:
+    api.client.headers.pop("X-API-Key", None)
+    try:
+        for method, path in PROTECTED:
+            reply = api.client.request(method, path, headers=headers)
+            assert reply.status_code == 401, (method, path, reply.status_code)
+            assert reply.headers["www-authenticate"].startswith("Bearer")
+            assert "X-API-Key" in reply.json()["detail"] and API_KEY not in reply.text
+        for path in ("/health/", "/health/worker"):
+            assert api.client.get(path, headers=headers).status_code in (200, 503)
+    finally:
+        api.client.headers["X-API-Key"] = API_KEY
+
+
+@pytest.mark.parametrize(
+    "headers", [{"X-API-Key": API_KEY}, {"Authorization": f"Bearer {API_KEY}"}], ids=["header", "bearer"]
+)
+def test_the_key_opens_every_endpoint(api: Stack, headers: dict[str, str]) -> None:
+    api.client.headers.pop("X-API-Key", None)
+    try:
+        status = api.client.get("/trainmodel/status/some-task", headers=headers)
+        models = api.client.get("/models/", headers=headers)
+        schema = api.client.get("/openapi.json", headers=headers)
+    finally:
+        api.client.headers["X-API-Key"] = API_KEY
+
+    assert status.status_code == 404 and models.status_code == 200 and schema.status_code == 200
+
+
+def test_the_key_never_reaches_a_log(api: Stack) -> None:
+    api.client.get("/trainmodel/status/some-task")
+    api.client.get("/trainmodel/status/some-task", headers={"Authorization": f"Bearer {API_KEY}x"})
+    api.client.post("/trainmodel/", json={"meter_id": API_KEY, "meter_type": "no-such-type"})
+
+    logs = [api.api.log_path, *Path(api.env["LOG_DIR"]).glob("*.log")]
+    assert len(logs) >= 2
+    for path in logs:
+        assert API_KEY not in path.read_text(errors="replace"), path
