@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from service.job_status import JobError, JobState, JobStatus
+from service.job_status import FINISHED_STATES, JobError, JobState, JobStatus
 from service.job_transitions import CANCELLED_MESSAGE, finished_status, pending_status, progressed_status
 
 EVENTS_MAXLEN = 1000
@@ -136,15 +136,55 @@ class JobKeys:
         return f"{self.namespace}:meter-lease:{meter_type}:{meter_id}"
 
 
-def _claim_decision(
-    existing: JobStatus | None, holder: JobStatus | None, fresh: JobStatus
-) -> tuple[JobStatus, bool]:
-    """Which status create_pending returns, and whether ``fresh`` must be written."""
-    if existing is not None:  # the same task id queued twice
-        return existing, False
-    if holder is not None and not holder.finished:
-        return holder, False
-    return fresh, True
+#: create_pending in one round trip (the API's hot path): the same task id queued twice returns its
+#: status; a meter whose slot holds an unfinished job returns that job; otherwise the fresh PENDING
+#: status is written and the slot claimed. KEYS: job, meter slot, events. ARGV: fresh status JSON, task id, ttl, events maxlen, job key prefix,
+#: then the finished states.
+_CLAIM_SCRIPT = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return {0, existing} end
+local holder_id = redis.call('GET', KEYS[2])
+if holder_id then
+  local holder = redis.call('GET', ARGV[5] .. holder_id)
+  if holder then
+    local state = cjson.decode(holder)['status']
+    local finished = false
+    for i = 6, #ARGV do if ARGV[i] == state then finished = true end end
+    if not finished then return {0, holder} end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'status', ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return {1, ARGV[1]}
+"""
+
+
+def _claim_call(keys: JobKeys, ttl_seconds: int, fresh: JobStatus) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of :data:`_CLAIM_SCRIPT` for queuing ``fresh``."""
+    script_keys = [
+        keys.job(fresh.task_id),
+        keys.meter_slot(fresh.meter_type, fresh.meter_id),
+        keys.events(fresh.task_id),
+    ]
+    finished = sorted(state.value for state in FINISHED_STATES)
+    args: list[str | int] = [
+        fresh.model_dump_json(),
+        fresh.task_id,
+        ttl_seconds,
+        EVENTS_MAXLEN,
+        keys.job(""),
+        *finished,
+    ]
+    return script_keys, args
+
+
+def _claim_result(reply: list[Any]) -> tuple[JobStatus, bool]:
+    created, body = reply
+    status = _decode(body)
+    assert status is not None
+    return status, bool(created)
 
 
 def _queue_write(
@@ -185,6 +225,7 @@ class JobStore:
 
     def __init__(self, redis: redis.Redis, *, ttl_seconds: int, namespace: str = "ef") -> None:
         self._redis, self._ttl, self.keys = redis, ttl_seconds, JobKeys(namespace)
+        self._claim = redis.register_script(_CLAIM_SCRIPT)
 
     @property
     def redis(self) -> redis.Redis:
@@ -193,21 +234,10 @@ class JobStore:
 
     def create_pending(self, task_id: str, meter_id: str, meter_type: str) -> tuple[JobStatus, bool]:
         """Queue a job unless one is active for this meter: ``(status, created)``."""
-        slot, job_key = self.keys.meter_slot(meter_type, meter_id), self.keys.job(task_id)
         fresh = pending_status(task_id, meter_id, meter_type, now=_now())
-
-        def claim(pipe: Any) -> tuple[JobStatus, bool]:
-            existing = _decode(pipe.get(job_key))
-            holder_id = _text(pipe.get(slot))
-            holder = _decode(pipe.get(self.keys.job(holder_id))) if holder_id else None
-            status, created = _claim_decision(existing, holder, fresh)
-            if created:
-                pipe.multi()
-                _queue_write(pipe, self.keys, self._ttl, status, claim_slot=True, release_slot=False)
-            return status, created
-
+        script_keys, args = _claim_call(self.keys, self._ttl, fresh)
         with redis_errors_as_unavailable(self._redis):
-            return self._redis.transaction(claim, slot, job_key, value_from_callable=True)
+            return _claim_result(self._claim(keys=script_keys, args=args))
 
     def update(
         self,
@@ -280,23 +310,13 @@ class AsyncJobStore:
 
     def __init__(self, redis: redis.asyncio.Redis, *, ttl_seconds: int, namespace: str = "ef") -> None:
         self._redis, self._ttl, self.keys = redis, ttl_seconds, JobKeys(namespace)
+        self._claim = redis.register_script(_CLAIM_SCRIPT)
 
     async def create_pending(self, task_id: str, meter_id: str, meter_type: str) -> tuple[JobStatus, bool]:
-        slot, job_key = self.keys.meter_slot(meter_type, meter_id), self.keys.job(task_id)
         fresh = pending_status(task_id, meter_id, meter_type, now=_now())
-
-        async def claim(pipe: Any) -> tuple[JobStatus, bool]:
-            existing = _decode(await pipe.get(job_key))
-            holder_id = _text(await pipe.get(slot))
-            holder = _decode(await pipe.get(self.keys.job(holder_id))) if holder_id else None
-            status, created = _claim_decision(existing, holder, fresh)
-            if created:
-                pipe.multi()
-                _queue_write(pipe, self.keys, self._ttl, status, claim_slot=True, release_slot=False)
-            return status, created
-
+        script_keys, args = _claim_call(self.keys, self._ttl, fresh)
         with redis_errors_as_unavailable(self._redis):
-            return await self._redis.transaction(claim, slot, job_key, value_from_callable=True)
+            return _claim_result(await self._claim(keys=script_keys, args=args))
 
     async def update(
         self,
