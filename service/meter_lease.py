@@ -11,13 +11,15 @@ redelivers a dead worker's messages.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
 import structlog
 
-from service.job_store import StoreUnavailableError, redis_errors_as_unavailable
+from service.job_status import JobState
+from service.job_store import JobStore, StoreUnavailableError, redis_errors_as_unavailable
 
 log = structlog.get_logger("service.meter_lease")
 
@@ -81,3 +83,34 @@ class MeterLease:
                 self.release()
             except StoreUnavailableError:
                 log.warning("meter_lease_not_released", key=self.key)  # it expires by itself
+
+
+def wait_for_meter(store: JobStore, lease: MeterLease, task_id: str, *, poll_seconds: float = 1.0) -> bool:
+    """Take the meter's lease, waiting while another run trains the meter; False if the job ended meanwhile.
+
+    The wait counts against the job's time limit, which bounds it.
+    """
+    waiting = False
+    while not lease.try_acquire():
+        status = store.get(task_id)
+        if status is None or status.finished:
+            log.info(
+                "job_skipped", reason="finished while waiting for its meter", status=status and status.status
+            )
+            return False
+        if not waiting:
+            log.info("meter_busy", holder=lease.holder())
+            if status.status is JobState.PENDING:
+                store.update(
+                    task_id, JobState.PENDING, message="Waiting for another run on this meter to stop"
+                )
+            waiting = True
+        time.sleep(poll_seconds)
+    status = store.get(task_id)  # it may have been cancelled (or finished by another delivery) meanwhile
+    if status is None or status.finished:
+        lease.release()
+        log.info(
+            "job_skipped", reason="finished while waiting for its meter", status=status and status.status
+        )
+        return False
+    return True
