@@ -10,16 +10,15 @@ constant time, and never logged or echoed.
 from __future__ import annotations
 
 import hmac
-import json
 
 from pydantic import SecretStr
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.errors import send_error
+
 OPEN_PATHS = ("/health",)
-UNAUTHORIZED_BODY = json.dumps(
-    {"detail": "Missing or invalid API key: send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'."}
-).encode()
+UNAUTHORIZED = "Missing or invalid API key: send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'."
 
 
 def supplied_key(headers: Headers) -> str | None:
@@ -61,15 +60,6 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(UNAUTHORIZED_BODY)).encode()),
-                    (b"www-authenticate", b'Bearer realm="energy-forecasting"'),
-                ],
-            }
+        await send_error(
+            send, 401, UNAUTHORIZED, headers=[(b"www-authenticate", b'Bearer realm="energy-forecasting"')]
         )
-        await send({"type": "http.response.body", "body": UNAUTHORIZED_BODY})

@@ -1,7 +1,8 @@
-"""Hostile input and the optional API key, against a real API process (uvicorn) with API_KEY set.
+"""Hostile input, error bodies and the optional API key, against a real API process with API_KEY set.
 
-Hostile ids must be refused (422) before they reach a path, a query or a log line; every endpoint
-but ``/health/*`` needs the key; the key never shows up in a response or a log.
+Hostile ids must be refused (422) before they reach a path, a query or a log line; every error body
+has ``detail`` and a human ``message``; every endpoint but ``/health/*`` needs the key; the key never
+shows up in a response or a log.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 import redis
 
@@ -113,6 +115,37 @@ def test_hostile_task_ids_get_404_or_422_never_an_error(api: Stack) -> None:
             assert reply.status_code in (404, 422), (task_id, reply.status_code, reply.text)
 
 
+# -- error bodies ------------------------------------------------------------------------------------
+
+
+def _assert_error_body(reply: httpx.Response, status: int, says: str) -> None:
+    assert reply.status_code == status, reply.text
+    body = reply.json()
+    assert "detail" in body, body
+    assert isinstance(body["message"], str) and says in body["message"], body
+
+
+def test_every_error_body_has_detail_and_a_message(api: Stack) -> None:
+    forecast = {"meter_id": "m1", "meter_type": "electricity", "start_date": "2018-08-01"}
+    queued = api.client.post("/trainmodel/", json={"meter_id": "error_bodies", "meter_type": "electricity"})
+    task_id = queued.json()["task_id"]
+    assert api.client.delete(f"/trainmodel/{task_id}").status_code == 200
+
+    _assert_error_body(api.client.get("/models/", headers={"X-API-Key": "wrong"}), 401, "API key")
+    _assert_error_body(api.client.get("/no-such-endpoint"), 404, "No such endpoint")
+    _assert_error_body(api.client.put("/forecast/"), 405, "does not accept")
+    _assert_error_body(api.client.get(f"/trainmodel/status/{uuid.uuid4()}"), 404, "No training task")
+    _assert_error_body(api.client.get("/models/electricity/never_trained"), 404, "No trained model")
+    _assert_error_body(api.client.delete(f"/trainmodel/{task_id}"), 409, "already finished")
+    _assert_error_body(api.client.post("/trainmodel/", json={"meter_id": "m1"}), 422, "meter_type")
+    _assert_error_body(
+        api.client.post("/forecast/", json={**forecast, "end_date": "2018-07-01"}), 422, "end_date must be"
+    )
+    _assert_error_body(
+        api.client.post("/forecast/", json={**forecast, "end_date": "2018-08-02"}), 404, "No trained model"
+    )
+
+
 # -- API key -----------------------------------------------------------------------------------------
 
 PROTECTED = [
@@ -151,7 +184,7 @@ def test_every_endpoint_but_health_needs_the_key(api: Stack, headers: dict[str, 
             reply = api.client.request(method, path, headers=headers)
             assert reply.status_code == 401, (method, path, reply.status_code)
             assert reply.headers["www-authenticate"].startswith("Bearer")
-            assert "X-API-Key" in reply.json()["detail"] and API_KEY not in reply.text
+            assert "X-API-Key" in reply.json()["message"] and API_KEY not in reply.text
         for path in ("/health/", "/health/worker"):
             assert api.client.get(path, headers=headers).status_code in (200, 503)
     finally:
