@@ -71,6 +71,11 @@ class TrainingSettings(BaseModel):
     )
     retry_max_backoff_seconds: float = Field(60.0, gt=0, description="Longest delay between retries")
     seed: int = 42
+    challengers: list[Literal["mstl"]] = Field(
+        default_factory=lambda: ["mstl"],
+        description="Models backtested next to the network on the same window; the best becomes the version's kind",
+    )
+    mstl_window_days: int = Field(56, ge=15, description="Trailing days the MSTL challenger refits on")
 
 
 class CleaningSettings(BaseModel):

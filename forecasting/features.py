@@ -6,6 +6,14 @@ and holiday flags for the target and source days, and learns the *residual* over
 forecast. Starting from the baseline a utility analyst would use means a small network is never
 worse than it on short histories, and only has to learn the corrections.
 
+Two more naive forecasts ride along as differences from the weekly one (``profile_inputs``): the
+mean of the last seven days at the same time of day, and the day before. The network blends them
+in through a linear path (:mod:`forecasting.keras_model`) that starts halfway between last week and
+the 7-day profile. On noisy or weather-driven meters
+(net load with solar, district heat) the 7-day mean beats last week by itself, and a short
+history gives too few training steps to learn that blend through the hidden layers
+(``benchmarks/RESULTS.md``, Accuracy).
+
 Everything here is numpy over whole arrays: one fancy-indexing pass builds every sample at once.
 """
 
@@ -19,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 CALENDAR_COLUMNS = 10  # hour sin/cos, weekday one-hot (7), holiday flag
+PROFILE_DAYS = 7  # days averaged into the same-time-of-day profile (fits the one-week lookback)
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,9 @@ class FeatureLayout:
     timezone: str = "UTC"
     holiday_country: str | None = None
     use_temperature: bool = False
+    #: Append the 7-day profile and day-before forecasts (minus the weekly naive) as the last
+    #: ``2 * horizon`` inputs. Layouts saved before this existed load with ``False``.
+    profile_inputs: bool = True
 
     @property
     def week(self) -> int:
@@ -43,14 +55,15 @@ class FeatureLayout:
     @property
     def input_width(self) -> int:
         temperature = self.steps_per_day if self.use_temperature else 0
-        return self.steps_per_day + self.horizon + 9 + 2 * self.horizon + temperature
+        profile = 2 * self.horizon if self.profile_inputs else 0
+        return self.steps_per_day + self.horizon + 9 + 2 * self.horizon + temperature + profile
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, content: dict[str, Any]) -> FeatureLayout:
-        return cls(**content)
+        return cls(**{"profile_inputs": False, **content})
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,11 @@ def build_inputs(
         if scaled_temperature is None:
             raise ValueError("layout uses temperature but none was given")
         parts.append(scaled_temperature[origins[:, None] + np.arange(-day, 0)[None, :]])
+    if layout.profile_inputs:
+        # Same time of day on each of the last PROFILE_DAYS days; never at or after the origin.
+        time_of_day = origins[:, None] + (steps_ahead % day)[None, :]
+        profile = np.mean([scaled[time_of_day - k * day] for k in range(1, PROFILE_DAYS + 1)], axis=0)
+        parts += [profile - naive, scaled[time_of_day - day] - naive]
     return np.concatenate(parts, axis=1).astype(np.float32), naive.astype(np.float32)
 
 

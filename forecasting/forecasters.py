@@ -22,6 +22,7 @@ from forecasting.features import (
     calendar_features,
     extend_index,
 )
+from forecasting.mstl_forecaster import MSTL_KIND, MstlForecaster
 
 MODEL_FILE = "model.keras"
 KERAS_KIND = "keras_mlp"
@@ -114,11 +115,19 @@ class KerasForecaster:
         }
 
 
-def load_forecaster(version_dir: Path, metadata: dict[str, Any]) -> KerasForecaster | SeasonalNaiveForecaster:
-    """Rebuild the forecaster saved in a model version directory."""
+AnyForecaster = KerasForecaster | SeasonalNaiveForecaster | MstlForecaster
+
+
+def load_forecaster(version_dir: Path, metadata: dict[str, Any]) -> AnyForecaster:
+    """Rebuild the forecaster a model version serves (its ``model_kind``)."""
     layout = FeatureLayout.from_dict(metadata["layout"])
     if metadata.get("model_kind") == NAIVE_KIND:
         return SeasonalNaiveForecaster(layout)
+    if metadata.get("model_kind") == MSTL_KIND:
+        try:
+            return MstlForecaster.from_metadata(metadata)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelError(f"MSTL settings in {version_dir.name} are unreadable: {error}") from error
     import keras
 
     try:

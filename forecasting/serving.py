@@ -19,7 +19,7 @@ from forecasting.cleaning import clean_history
 from forecasting.errors import DataError, ModelError, ModelNotFoundError
 from forecasting.features import FeatureLayout
 from forecasting.forecasters import (
-    KerasForecaster,
+    AnyForecaster,
     SeasonalNaiveForecaster,
     SeriesView,
     load_forecaster,
@@ -35,14 +35,12 @@ Resolution = Literal["daily", "hourly"]
 class ForecasterCache:
     """Loaded forecasters by meter, keyed on the active version so a promotion is picked up."""
 
-    _loaded: dict[tuple[str, str], tuple[str, KerasForecaster | SeasonalNaiveForecaster]] = field(
-        default_factory=dict
-    )
+    _loaded: dict[tuple[str, str], tuple[str, AnyForecaster]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def active(
         self, registry: ModelRegistry, meter_type: str, meter_id: str
-    ) -> tuple[str, KerasForecaster | SeasonalNaiveForecaster] | None:
+    ) -> tuple[str, AnyForecaster] | None:
         version = registry.active_version(meter_type, meter_id)
         if version is None:
             return None
@@ -87,10 +85,12 @@ def forecast_table(
     zone = ZoneInfo(settings.cleaning.timezone)
     start = datetime.combine(start_date, time(), zone)
     end = datetime.combine(end_date + timedelta(days=1), time(), zone)
-    raw = history.fetch(meter_id, meter_type, start=start - timedelta(days=8), end=end)
+    # Eight days feed the network and the naive; MSTL refits on its own, longer window.
+    lookback_days = max(8, getattr(active[1], "lookback_days", 0) + 1) if active else 8
+    raw = history.fetch(meter_id, meter_type, start=start - timedelta(days=lookback_days), end=end)
     if raw.empty:
         raise DataError(
-            f"No readings for meter '{meter_id}' between {start.date()} - 8 days and {end_date}; "
+            f"No readings for meter '{meter_id}' between {start.date()} - {lookback_days} days and {end_date}; "
             "forecasts start from the last reading, so ask for dates near it."
         )
     cleaned = clean_history(raw, meter_type=meter_type, settings=settings.cleaning)

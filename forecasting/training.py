@@ -164,7 +164,12 @@ def fit_keras_forecaster(
     tuner_dir = tempfile.mkdtemp(prefix=f"{TUNER_DIR_PREFIX}{os.getpid()}-")
     try:
         tuner = keras_tuner.RandomSearch(
-            hypermodel=lambda hp: build_model(hp, input_width=layout.input_width, horizon=layout.horizon),
+            hypermodel=lambda hp: build_model(
+                hp,
+                input_width=layout.input_width,
+                horizon=layout.horizon,
+                profile_inputs=layout.profile_inputs,
+            ),
             objective="val_loss",
             max_trials=settings.max_trials,
             seed=settings.seed,

@@ -36,6 +36,7 @@ from forecasting.forecasters import (
     load_forecaster,
 )
 from forecasting.meter_history import MeterHistory
+from forecasting.mstl_forecaster import MstlForecaster
 from forecasting.registry import ModelRegistry, ModelVersion
 
 log = structlog.get_logger("forecasting.training_job")
@@ -160,16 +161,25 @@ def run_training_job(
 
     timer.enter("backtest")
     mase_scale = naive_in_sample_mae(series.values[:backtest_start], season=layout.week)
-    report = _backtest(fit.forecaster, series, backtest_origins, mase_scale)
-    naive_report = _backtest(SeasonalNaiveForecaster(layout), series, backtest_origins, mase_scale)
+    keras_report, _ = _backtest(fit.forecaster, series, backtest_origins, mase_scale)
+    naive_report, _ = _backtest(SeasonalNaiveForecaster(layout), series, backtest_origins, mase_scale)
+    candidates = {fit.forecaster.kind: keras_report}
+    challenger = _mstl_challenger(layout, series, backtest_origins, mase_scale, settings)
+    if challenger is not None:
+        candidates[challenger[0].kind] = challenger[1]
+    selected_kind, selection_reason = select_candidate(candidates)
+    report = candidates[selected_kind]
     active = registry.active_version(meter_type, meter_id)
-    active_mae = None if active is None else _active_backtest_mae(active, frame, backtest_origins, mase_scale)
+    active_mae = None
+    if active is not None:
+        active_mae = _active_backtest_mae(active, frame, backtest_origins, mase_scale, challenger)
     promoted, reason = decide_promotion(
         report, active_version=active and active.version, active_mae=active_mae
     )
     log.info(
         "backtest_scored",
-        model_mae=report.model.mae,
+        selected=selected_kind,
+        **{f"{kind}_mae": candidate.model.mae for kind, candidate in candidates.items()},
         naive_mae=report.seasonal_naive.mae,
         skill=report.skill,
         promoted=promoted,
@@ -181,13 +191,15 @@ def run_training_job(
     metadata: dict[str, Any] = {
         "meter_id": meter_id,
         "meter_type": meter_type,
-        "model_kind": fit.forecaster.kind,
+        "model_kind": selected_kind,
+        "selection_reason": selection_reason,
         "trained_at": trained_at.isoformat(),
         "job_id": job_id,
         "horizon_hours": settings.training.horizon_hours,
         "resolution_minutes": int(cleaned.resolution / pd.Timedelta(minutes=1)),
         "features": _describe_features(layout),
         **fit.forecaster.metadata(),
+        **({} if challenger is None else challenger[0].metadata_block()),
         "data_window": {
             "start": frame.index[0].isoformat(),
             "end": frame.index[-1].isoformat(),
@@ -200,6 +212,10 @@ def run_training_job(
             "backtest": report.model_dump(mode="json"),
             "seasonal_naive_backtest": naive_report.model.model_dump(mode="json"),
             "skill": report.skill,
+            "candidates": {
+                kind: {"backtest": candidate.model.model_dump(mode="json"), "skill": candidate.skill}
+                for kind, candidate in candidates.items()
+            },
         },
         "hyperparameters": fit.best_hyperparameters,
         "tuning": {"trials": fit.trials, "epochs_run": fit.epochs_run},
@@ -232,7 +248,7 @@ def run_training_job(
             "data_points": len(raw),
             "model_path": str(version.path),
             "model_version": version.version,
-            "model_kind": fit.forecaster.kind,
+            "model_kind": selected_kind,
             "training_completed": trained_at.isoformat(),
             "data_fetch_time_seconds": stage_seconds.get("fetch", 0.0),
             "training_time_seconds": round(
@@ -243,6 +259,8 @@ def run_training_job(
         "metrics": metadata["metrics"],
         "promoted": promoted,
         "promotion_reason": reason,
+        "model_kind": selected_kind,
+        "selection_reason": selection_reason,
         "data_quality": metadata["data_quality"],
     }
 
@@ -292,10 +310,12 @@ def _backtest_origins(
 
 def _backtest(
     forecaster: Forecaster, series: SeriesView, origins: np.ndarray, mase_scale: float
-) -> BacktestReport:
+) -> tuple[BacktestReport, np.ndarray]:
+    """The forecaster's backtest report and its forecast errors (actual - forecast) per origin."""
     layout = forecaster.layout
-    forecasts = dict(zip(origins.tolist(), forecaster.forecast_at(series, origins), strict=True))
-    return backtest(
+    predicted = np.asarray(forecaster.forecast_at(series, origins), dtype=float)
+    forecasts = dict(zip(origins.tolist(), predicted, strict=True))
+    report = backtest(
         series.values,
         origins.tolist(),
         lambda origin: forecasts[origin],
@@ -305,15 +325,72 @@ def _backtest(
         model_kind=forecaster.kind,
         index=series.index,
     )
+    actual = series.values[origins[:, None] + np.arange(layout.horizon)[None, :]]
+    return report, actual - predicted
+
+
+def _mstl_challenger(
+    layout: FeatureLayout,
+    series: SeriesView,
+    origins: np.ndarray,
+    mase_scale: float,
+    settings: Settings,
+) -> tuple[MstlForecaster, BacktestReport] | None:
+    """MSTL backtested on the network's window, with P10/P90 from its own backtest errors.
+
+    A challenger never fails the job: if it cannot forecast this meter, the network stands alone.
+    """
+    training = settings.training
+    if "mstl" not in training.challengers:
+        return None
+    forecaster = MstlForecaster.for_layout(layout, window_days=training.mstl_window_days)
+    try:
+        report, errors = _backtest(forecaster, series, origins, mase_scale)
+    except Exception as error:  # statsforecast raises bare Exception; see the docstring
+        log.warning("challenger_failed", kind=forecaster.kind, error=str(error))
+        return None
+    if report.model.mae is None:
+        return None
+    with np.errstate(all="ignore"):
+        forecaster.interval_low = np.minimum(np.nan_to_num(np.nanquantile(errors, 0.1, axis=0)), 0.0)
+        forecaster.interval_high = np.maximum(np.nan_to_num(np.nanquantile(errors, 0.9, axis=0)), 0.0)
+    return forecaster, report
+
+
+def select_candidate(candidates: dict[str, BacktestReport]) -> tuple[str, str]:
+    """The kind with the lowest backtest MAE, and why; the network wins ties (it is the primary)."""
+    scored = {kind: report.model.mae for kind, report in candidates.items() if report.model.mae is not None}
+    primary = next(iter(candidates))
+    if not scored:
+        return primary, "no candidate could be scored on the backtest window"
+    best = min(scored, key=lambda kind: (scored[kind], kind != primary))
+    others = ", ".join(f"{kind} {mae:.4g}" for kind, mae in scored.items() if kind != best)
+    if not others:
+        return best, f"{best} is the only candidate scored (backtest MAE {scored[best]:.4g})"
+    return best, f"lowest backtest MAE: {best} {scored[best]:.4g} vs {others}"
 
 
 def _active_backtest_mae(
-    active: ModelVersion, frame: pd.DataFrame, origins: np.ndarray, mase_scale: float
+    active: ModelVersion,
+    frame: pd.DataFrame,
+    origins: np.ndarray,
+    mase_scale: float,
+    challenger: tuple[MstlForecaster, BacktestReport] | None,
 ) -> float | None:
     """The active version's MAE on the new backtest window, or None if it cannot be scored."""
     try:
         forecaster = load_forecaster(active.path, active.metadata)
-        report = _backtest(forecaster, SeriesView.from_frame(frame, forecaster.layout), origins, mase_scale)
+        if (
+            challenger is not None
+            and isinstance(forecaster, MstlForecaster)
+            and (forecaster.layout, forecaster.window_steps)
+            == (challenger[0].layout, challenger[0].window_steps)
+        ):
+            # MSTL has no trained state: the active version would repeat this job's refits exactly.
+            return challenger[1].model.mae
+        report, _ = _backtest(
+            forecaster, SeriesView.from_frame(frame, forecaster.layout), origins, mase_scale
+        )
     except (ModelError, KeyError, ValueError, IndexError) as error:
         log.warning("active_model_unusable", version=active.version, error=str(error))
         return None
@@ -353,6 +430,8 @@ def _describe_features(layout: FeatureLayout) -> list[str]:
         "local hour (sin, cos) and weekday of the forecast origin",
         f"public holidays ({layout.holiday_country or 'none'}) of target and source days",
     ]
+    if layout.profile_inputs:
+        features.append("mean of the last 7 days and the day before at the same time of day, blended linearly")
     if layout.use_temperature:
         features.append("temperature over the last day")
     return features
