@@ -36,6 +36,9 @@ ROUTING_MESSAGES = {
     status.HTTP_405_METHOD_NOT_ALLOWED: "This endpoint does not accept that method; GET /docs lists each endpoint's methods.",
 }
 
+#: FastAPI's 400 detail when reading or decoding a body failed in some other way than bad JSON.
+FASTAPI_UNREADABLE_BODY = "There was an error parsing the body"
+
 
 def error_content(message: str, detail: Any = None, **extra: Any) -> dict[str, Any]:
     """The JSON body of an error: ``detail`` (``message`` unless given) and ``message``."""
@@ -69,14 +72,46 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def body_example(request: Request) -> str:
+    """The example body of the route's request model (``json_schema_extra``), as compact JSON."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    extra = getattr(model, "model_config", {}).get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    return json.dumps(examples[0]) if examples else "{...} (see /docs)"
+
+
+def unreadable_body_message(request: Request, errors: list[dict[str, Any]]) -> str | None:
+    """A sentence for a body that is no JSON object at all, or None when it is one.
+
+    FastAPI reports these as one raw error about the whole body ("JSON decode error", "Input should
+    be a valid dictionary"), which tells a client neither what is wrong nor what to send.
+    """
+    whole_body = [error for error in errors if error["loc"] == ["body"] or error["type"] == "json_invalid"]
+    if not whole_body:
+        return None
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if any(error["type"] == "json_invalid" for error in whole_body):
+        problem = "The body is not valid JSON"
+    elif whole_body[0]["type"] == "missing":
+        problem = "The body is empty"
+    elif content_type != "application/json" and not content_type.endswith("+json"):
+        problem = "The body was not sent as JSON (the Content-Type header must be application/json)"
+    else:
+        problem = "The body is JSON but not an object"
+    return (
+        f"{problem}: send a JSON object like {body_example(request)} with 'Content-Type: application/json'."
+    )
+
+
 async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
     details = [
         {"loc": list(item.get("loc", ())), "msg": item.get("msg"), "type": item.get("type")}
         for item in error.errors()
     ]
+    message = unreadable_body_message(request, details) or validation_message(details)
     return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content=error_content(validation_message(details), details),
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=error_content(message, details)
     )
 
 
@@ -84,6 +119,8 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     message = str(error.detail)
     if message == HTTPStatus(error.status_code).phrase:  # Starlette's bare "Not Found": say more
         message = ROUTING_MESSAGES.get(error.status_code, message)
+    elif message == FASTAPI_UNREADABLE_BODY:
+        message = f"The body could not be read: send a JSON object like {body_example(request)}."
     return JSONResponse(
         status_code=error.status_code,
         content=error_content(message, error.detail),

@@ -36,7 +36,10 @@ MeterType = Annotated[str, Field(max_length=40, examples=["electricity"]), After
 
 
 class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={"examples": [{"meter_id": "pjm_ekpc", "meter_type": "electricity"}]},
+    )
 
     meter_id: MeterId
     meter_type: MeterType
@@ -50,7 +53,20 @@ class TaskAccepted(BaseModel):
 
 
 class ForecastRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "meter_id": "pjm_ekpc",
+                    "meter_type": "electricity",
+                    "start_date": "2018-08-02",
+                    "end_date": "2018-08-03",
+                    "resolution": "hourly",
+                }
+            ]
+        },
+    )
 
     meter_id: MeterId
     meter_type: MeterType

@@ -146,6 +146,35 @@ def test_every_error_body_has_detail_and_a_message(api: Stack) -> None:
     )
 
 
+UNREADABLE_BODIES = {
+    "invalid JSON": ({"content-type": "application/json"}, b'{"meter_id": "m1",', "not valid JSON"),
+    "text/plain": ({"content-type": "text/plain"}, b'{"meter_id": "m1"}', "Content-Type header must be"),
+    "form": ({"content-type": "application/x-www-form-urlencoded"}, b"meter_id=m1", "not sent as JSON"),
+    "no content type": ({}, b'{"meter_id": "m1"}', "not sent as JSON"),
+    "empty": ({"content-type": "application/json"}, b"", "The body is empty"),
+    "array": ({"content-type": "application/json"}, b"[1, 2]", "JSON but not an object"),
+    "string": ({"content-type": "application/json"}, b'"m1"', "JSON but not an object"),
+}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "problem"), UNREADABLE_BODIES.values(), ids=UNREADABLE_BODIES.keys()
+)
+def test_a_body_that_is_no_json_object_gets_an_example_to_send(
+    api: Stack, headers: dict[str, str], body: bytes, problem: str
+) -> None:
+    train = api.client.post("/trainmodel/", content=body, headers=headers)
+    forecast = api.client.post("/forecast/", content=body, headers=headers)
+
+    _assert_error_body(train, 422, problem)
+    _assert_error_body(
+        train, 422, 'send a JSON object like {"meter_id": "pjm_ekpc", "meter_type": "electricity"}'
+    )
+    _assert_error_body(forecast, 422, problem)
+    _assert_error_body(forecast, 422, '"start_date": "2018-08-02", "end_date": "2018-08-03"')
+    assert isinstance(train.json()["detail"], list), "detail keeps FastAPI's error list"
+
+
 # -- API key -----------------------------------------------------------------------------------------
 
 PROTECTED = [
