@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Annotated
 
 import redis
@@ -28,7 +29,33 @@ from service.job_store import (
 log = structlog.get_logger("api.training")
 router = APIRouter(tags=["training"])
 
-TaskId = Annotated[str, Path(min_length=1, max_length=64, description="Id returned by POST /trainmodel/")]
+#: Task ids are Dramatiq message ids: UUID4 strings.
+TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+NOT_A_TASK_ID = (
+    "No training task with this id: task ids are the UUIDs that POST /trainmodel/ returns, "
+    "like '3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d'."
+)
+
+
+def _task_id(
+    task_id: Annotated[
+        str,
+        Path(
+            description="Id returned by POST /trainmodel/", examples=["3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"]
+        ),
+    ],
+) -> str:
+    """The path's task id, or 404 if it cannot be one this API issued.
+
+    The answer does not repeat a malformed id: it may be 10,000 characters long or hold control
+    characters meant for a terminal or a log viewer.
+    """
+    if not TASK_ID.fullmatch(task_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_A_TASK_ID)
+    return task_id.lower()
+
+
+TaskId = Annotated[str, Depends(_task_id)]
 ALREADY_QUEUED = "A training job for this meter is already queued or running; returning that job"
 
 

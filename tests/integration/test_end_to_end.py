@@ -205,10 +205,15 @@ def test_bad_requests_get_422_and_nothing_is_queued(
 
 
 def test_unknown_task_is_404_with_a_message(stack: Stack) -> None:
-    reply = stack.client.get("/trainmodel/status/does-not-exist")
+    task_id = str(uuid.uuid4())
 
-    assert reply.status_code == 404
-    assert "No training task with id 'does-not-exist'" in reply.json()["detail"]
+    unknown = stack.client.get(f"/trainmodel/status/{task_id}")
+    malformed = stack.client.get("/trainmodel/status/does-not-exist")
+
+    assert unknown.status_code == 404 and malformed.status_code == 404
+    assert f"No training task with id '{task_id}'" in unknown.json()["message"]
+    assert "task ids are the UUIDs" in malformed.json()["message"]
+    assert "does-not-exist" not in malformed.text
 
 
 def test_health_reports_dependencies_and_workers(stack: Stack) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -92,10 +93,12 @@ def test_finished_job_replays_its_history_and_closes(
 
 
 def test_unknown_task_is_404(observed_stack: Stack) -> None:
-    reply = observed_stack.client.get("/trainmodel/status/no-such-task/events")
+    task_id = str(uuid.uuid4())
+
+    reply = observed_stack.client.get(f"/trainmodel/status/{task_id}/events")
 
     assert reply.status_code == 404
-    assert "No training task with id 'no-such-task'" in reply.json()["detail"]
+    assert f"No training task with id '{task_id}'" in reply.json()["message"]
 
 
 def test_malformed_last_event_id_is_422(
