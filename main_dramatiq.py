@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import events_routes, forecast_routes, health_routes, metrics, model_routes, training_routes
+from api.body_limit import BodySizeLimitMiddleware
 from api.errors import install_error_handlers
 from api.security import ApiKeyMiddleware
 from config import get_settings
@@ -30,7 +31,8 @@ def create_app() -> FastAPI:
     app.include_router(model_routes.router)
     app.include_router(forecast_routes.router)
     app.include_router(metrics.router)
-    app.add_middleware(metrics.HttpMetricsMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(metrics.HttpMetricsMiddleware)  # counts the 413s too
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)  # outermost: checked first
     return app
 

@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     status_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long job statuses live")
     redis_timeout_seconds: float = Field(2.0, gt=0)
     api_key: SecretStr | None = None
+    max_request_bytes: int = Field(
+        64 * 1024, gt=0, description="Largest request body the API reads; a larger one gets 413"
+    )
     meter_types: list[str] = Field(default_factory=lambda: list(DEFAULT_METER_TYPES))
     influxdb_config_file: Path = DEFAULT_INFLUX_CONFIG
     influxdb: InfluxSettings = Field(default_factory=InfluxSettings)

@@ -7,6 +7,8 @@ shows up in a response or a log.
 
 from __future__ import annotations
 
+import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,6 +216,62 @@ def test_a_body_that_is_no_json_object_gets_an_example_to_send(
     _assert_error_body(forecast, 422, problem)
     _assert_error_body(forecast, 422, '"start_date": "2018-08-02", "end_date": "2018-08-03"')
     assert isinstance(train.json()["detail"], list), "detail keeps FastAPI's error list"
+
+
+# -- body size limit ---------------------------------------------------------------------------------
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def test_a_declared_body_over_64_kib_gets_413_before_it_is_sent(api: Stack) -> None:
+    request = (
+        "POST /trainmodel/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-API-Key: {API_KEY}\r\nContent-Length: {100 * 1024 * 1024}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as connection:
+        connection.sendall(request.encode())  # and not one byte of the 100 MiB body
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert "larger than 65536 bytes" in json.loads(body)["message"]
+
+
+def test_a_body_over_64_kib_gets_413_with_or_without_content_length(api: Stack) -> None:
+    body = json.dumps({"meter_id": "m1", "meter_type": "electricity", "padding": "x" * MAX_REQUEST_BYTES})
+    jobs_before = _job_count(api.env["REDIS_URL"])
+
+    declared = api.client.post("/trainmodel/", content=body, headers={"content-type": "application/json"})
+    chunked = api.client.post(
+        "/trainmodel/",
+        content=(body[i : i + 4096].encode() for i in range(0, len(body), 4096)),
+        headers={"content-type": "application/json"},
+    )
+
+    assert "content-length" not in chunked.request.headers
+    _assert_error_body(declared, 413, "larger than 65536 bytes")
+    _assert_error_body(chunked, 413, "larger than 65536 bytes")
+    assert _job_count(api.env["REDIS_URL"]) == jobs_before
+
+
+def test_a_chunked_body_within_the_limit_is_served_as_usual(api: Stack) -> None:
+    body = json.dumps(
+        {"meter_id": "m1", "meter_type": "electricity", "start_date": "2018-08-02", "end_date": "2018-08-01"}
+    )
+    padded = body[:-1] + " " * (MAX_REQUEST_BYTES - len(body)) + "}"
+
+    reply = api.client.post(
+        "/forecast/",
+        content=(padded[i : i + 1000].encode() for i in range(0, len(padded), 1000)),
+        headers={"content-type": "application/json"},
+    )
+
+    _assert_error_body(reply, 422, "end_date must be on or after start_date")
 
 
 # -- API key -----------------------------------------------------------------------------------------
