@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, Depends
 
 from api import dependencies
-from api.schemas import ForecastRequest, ForecastResponse, ForecastRow
+from api.schemas import DailyForecastRow, ForecastRequest, ForecastResponse, ForecastRow
 from config import Settings
 from forecasting.meter_history import open_meter_history
 from forecasting.registry import ModelRegistry
@@ -35,7 +35,9 @@ def forecast(
 ) -> ForecastResponse:
     """Measured values for past periods and the active model's forecast (with P10/P90) after the last reading.
 
-    ``resolution`` is ``daily`` (sums per local day, the default) or ``hourly``. Without a trained model
+    ``resolution`` is ``daily`` (sums per local day, the default) or ``hourly``. Each daily row says
+    whether it covers the whole day (``complete``) and how many ``hours`` (``forecast_hours`` of them
+    forecast) it sums: the first and last days of the data or of the forecast are often partial. Without a trained model
     the answer is 404, unless ``fallback`` is ``seasonal_naive``: then last week's values are the forecast
     and ``model_kind`` says so.
     """
@@ -57,11 +59,12 @@ def forecast(
         )
     finally:
         history.close()
+    row_model = DailyForecastRow if request.resolution == "daily" else ForecastRow
     return ForecastResponse(
         meter_id=request.meter_id,
         meter_type=request.meter_type,
         model_kind=table.model_kind,
         model_version=table.model_version,
         resolution=request.resolution,
-        forecast_data=[ForecastRow(**row) for row in table.rows],
+        forecast_data=[row_model(**row) for row in table.rows],
     )

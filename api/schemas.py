@@ -84,10 +84,21 @@ class ForecastRow(BaseModel):
     p90: float | None = None
 
 
+class DailyForecastRow(ForecastRow):
+    """A local day's sum, and how much of the day it covers."""
+
+    complete: bool = Field(
+        description="True when the value covers the whole local day; false when the data start, a gap "
+        "or the end of the forecast horizon cut it short (the sum is then of fewer hours)"
+    )
+    hours: float = Field(description="Hours of the day the value sums (measured plus forecast)")
+    forecast_hours: float = Field(description="Of those, hours that are forecast rather than measured")
+
+
 class ForecastResponse(BaseModel):
     meter_id: str
     meter_type: str
     model_kind: str
     model_version: str | None
     resolution: str
-    forecast_data: list[ForecastRow]
+    forecast_data: list[DailyForecastRow | ForecastRow]

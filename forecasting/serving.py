@@ -157,15 +157,31 @@ def _daily(rows: pd.DataFrame, zone: ZoneInfo) -> pd.DataFrame:
     """Sum per local day; a day with any forecast interval is a forecast day.
 
     Interval bounds of a day add the per-step bounds, a deliberately wide (conservative) band.
+    ``hours`` is how much of the day the summed rows cover (measured and forecast), ``forecast_hours``
+    the forecast part, and ``complete`` says whether they cover the whole local day (23 or 25 hours
+    across a DST change). A day cut short by the start of the data, a gap or the end of the forecast
+    horizon is summed over fewer hours, and says so.
     """
     local_day = rows.index.tz_convert(zone).normalize()
+    steps = rows.index.to_series().diff()
+    step = steps[steps > pd.Timedelta(0)].min()
+    step_hours = 1.0 if pd.isna(step) else step / pd.Timedelta(hours=1)  # a lone row: say one hour
     grouped = rows.groupby(local_day)
+    hours = grouped.size() * step_hours
+    next_midnights = [
+        (day.tz_localize(None) + pd.Timedelta(days=1)).tz_localize(zone, nonexistent="shift_forward")
+        for day in hours.index
+    ]
+    day_hours = (pd.DatetimeIndex(next_midnights) - hours.index) / pd.Timedelta(hours=1)
     daily = pd.DataFrame(
         {
             "value": grouped["value"].sum(),
             "forecast": grouped["forecast"].any(),
             "p10": grouped.apply(lambda day: _bound(day, "p10")),
             "p90": grouped.apply(lambda day: _bound(day, "p90")),
+            "hours": hours.round(4),
+            "forecast_hours": (grouped["forecast"].sum() * step_hours).round(4),
+            "complete": hours.to_numpy() >= day_hours.to_numpy() - 1e-9,
         }
     )
     return daily
@@ -190,4 +206,10 @@ def _as_records(rows: pd.DataFrame, zone: ZoneInfo) -> list[dict[str, Any]]:
                 "p90": None if np.isnan(row["p90"]) else round(float(row["p90"]), 6),
             }
         )
+        if "complete" in rows.columns:  # daily rows: how much of the day the value covers
+            records[-1] |= {
+                "complete": bool(row["complete"]),
+                "hours": float(row["hours"]),
+                "forecast_hours": float(row["forecast_hours"]),
+            }
     return records

@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from config.settings import Settings, TrainingSettings
+from config.settings import CleaningSettings, Settings, TrainingSettings
 from forecasting.errors import DataError, ModelNotFoundError
 from forecasting.registry import ModelRegistry
 from forecasting.serving import ForecasterCache, ForecastTable, forecast_table
@@ -74,6 +74,71 @@ def test_daily_rows_sum_the_hours_of_each_day(trained) -> None:
 
     assert len(daily.rows) == 1 and daily.rows[0]["type"] == "historical"
     assert daily.rows[0]["value"] == pytest.approx(sum(row["value"] for row in hourly.rows))
+
+
+def _coverage(table: ForecastTable) -> list[tuple[str, str, float, float, bool]]:
+    return [
+        (row["datetime"][:10], row["type"], row["hours"], row["forecast_hours"], row["complete"])
+        for row in table.rows
+    ]
+
+
+def test_daily_rows_say_how_much_of_each_day_they_cover(trained) -> None:
+    # The last reading is 2018-08-03 03:00 UTC, so the 24 h forecast ends at 2018-08-04 03:00.
+    daily = _forecast(trained, resolution="daily")
+
+    assert _coverage(daily) == [
+        ("2018-08-02", "historical", 24.0, 0.0, True),
+        ("2018-08-03", "forecast", 24.0, 20.0, True),  # 4 measured hours, then the forecast
+        ("2018-08-04", "forecast", 4.0, 4.0, False),  # the horizon ends at 04:00
+    ]
+    hourly = _forecast(trained)
+    assert all("complete" not in row for row in hourly.rows), "hourly rows keep their shape"
+
+
+def test_a_day_cut_by_the_start_of_the_data_or_a_gap_is_incomplete(trained) -> None:
+    readings = trained[0].frames[METER]
+    late = readings[readings.index >= "2018-07-20T03:00Z"]
+    gap = (readings.index >= "2018-08-01T06:00Z") & (readings.index < "2018-08-01T14:00Z")
+    history = FrameHistory({("late", "electricity"): late, ("gappy", "electricity"): readings[~gap]})
+    baseline = {"history": history, "use_fallback": True, "resolution": "daily"}
+
+    start = _forecast(
+        trained, ("late", "electricity"), start_date=date(2018, 7, 20), end_date=date(2018, 7, 28), **baseline
+    )
+    gapped = _forecast(
+        trained, ("gappy", "electricity"), start_date=date(2018, 8, 1), end_date=date(2018, 8, 1), **baseline
+    )
+
+    assert _coverage(start)[:2] == [
+        ("2018-07-20", "historical", 21.0, 0.0, False),  # the data start at 03:00
+        ("2018-07-21", "historical", 24.0, 0.0, True),
+    ]
+    assert all(row["complete"] for row in start.rows[1:])
+    assert _coverage(gapped) == [("2018-08-01", "historical", 16.0, 0.0, False)]
+
+
+def test_a_25_hour_local_day_is_complete(trained) -> None:
+    settings = trained[1]
+    readings = read_meter("electricity__pjm_ekpc")
+    autumn = readings[(readings.index >= "2017-10-20") & (readings.index < "2017-11-06T05:00Z")]
+    new_york = settings.model_copy(update={"cleaning": CleaningSettings(timezone="America/New_York")})
+
+    table = _forecast(
+        trained,
+        meter=("dst", "electricity"),
+        history=FrameHistory({("dst", "electricity"): autumn}),
+        use_fallback=True,
+        settings=new_york,
+        start_date=date(2017, 11, 4),
+        end_date=date(2017, 11, 5),
+        resolution="daily",
+    )
+
+    assert _coverage(table) == [
+        ("2017-11-04", "historical", 24.0, 0.0, True),
+        ("2017-11-05", "historical", 25.0, 0.0, True),  # clocks went back an hour
+    ]
 
 
 def test_beyond_the_horizon_is_refused_with_the_last_usable_date(trained) -> None:

@@ -154,6 +154,31 @@ def test_forecast_returns_history_then_24_hourly_forecasts(stack: Stack) -> None
     assert first_measured["value"] == history[pd.Timestamp(first_measured["datetime"])]
 
 
+def test_daily_forecast_rows_say_whether_they_cover_the_whole_day(stack: Stack) -> None:
+    reply = stack.client.post(
+        "/forecast/",
+        json={
+            "meter_id": "pjm_ekpc",
+            "meter_type": "electricity",
+            "start_date": "2018-08-02",
+            "end_date": "2018-08-04",
+            "resolution": "daily",
+        },
+    )
+
+    assert reply.status_code == 200, reply.text
+    coverage = [
+        (row["datetime"][:10], row["type"], row["complete"], row["hours"], row["forecast_hours"])
+        for row in reply.json()["forecast_data"]
+    ]
+    # The last reading is 2018-08-03 03:00 UTC; the 24 h forecast ends at 2018-08-04 03:00.
+    assert coverage == [
+        ("2018-08-02", "historical", True, 24.0, 0.0),
+        ("2018-08-03", "forecast", True, 24.0, 20.0),
+        ("2018-08-04", "forecast", False, 4.0, 4.0),
+    ]
+
+
 def test_meter_without_data_fails_with_data_error_and_no_retry(stack: Stack) -> None:
     _, seen = _train(stack, "no_such_meter")
 
