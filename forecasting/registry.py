@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from config.settings import PROJECT_ROOT
 from forecasting.errors import InvalidMeterKeyError, ModelNotFoundError
 from forecasting.meter_key import METER_TYPE_PATTERN, check_meter_id
 
@@ -80,6 +81,17 @@ class ModelVersion:
     def model_path(self) -> Path:
         """The Keras model file written by the training job."""
         return self.path / MODEL_FILENAME
+
+    @property
+    def display_path(self) -> str:
+        """The version's folder as job results report it.
+
+        Relative to the project folder when the models folder is inside it (the default:
+        ``models/electricity/pjm_ekpc/<version>``), so results do not depend on where the checkout
+        lives; absolute otherwise (``MODELS_DIR=/srv/models``), where a relative path would mislead.
+        """
+        path = self.path.resolve()
+        return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
 def check_version(version: str) -> str:

@@ -246,7 +246,7 @@ def run_training_job(
             "meter_id": meter_id,
             "meter_type": meter_type,
             "data_points": len(raw),
-            "model_path": str(version.path),
+            "model_path": version.display_path,
             "model_version": version.version,
             "model_kind": selected_kind,
             "training_completed": trained_at.isoformat(),

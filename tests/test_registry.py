@@ -20,6 +20,7 @@ from forecasting.registry import (
     MODEL_FILENAME,
     VERSION_PATTERN,
     ModelRegistry,
+    ModelVersion,
     ModelVersionNotFoundError,
     new_version_id,
 )
@@ -68,6 +69,17 @@ def test_save_version__writes_complete_active_version(registry: ModelRegistry):
     assert registry.active_version(TYPE, METER) == saved
     pointer = json.loads((registry.meter_dir(TYPE, METER) / ACTIVE_FILENAME).read_text())
     assert pointer["version"] == saved.version
+
+
+def test_display_path__relative_inside_the_project_else_absolute(registry: ModelRegistry):
+    outside = save(registry)
+    inside = ModelVersion(
+        TYPE, METER, outside.version, PROJECT_ROOT / "models" / TYPE / METER / "v1", {}, True
+    )
+
+    assert inside.display_path == f"models/{TYPE}/{METER}/v1"
+    assert outside.display_path == str(outside.path.resolve())
+    assert Path(outside.display_path).is_absolute()
 
 
 def test_save_version__without_activate_keeps_the_served_version(registry: ModelRegistry):
