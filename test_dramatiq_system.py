@@ -4,6 +4,7 @@ Not a pytest module (pytest collects only ``tests/``): it is run against a live 
 
     make up && .venv/bin/python test_dramatiq_system.py && make down
     .venv/bin/python test_dramatiq_system.py --base-url http://forecast.internal:8000 --meter-id m1
+    API_KEY=... .venv/bin/python test_dramatiq_system.py     # or --api-key: sent as X-API-Key
 
 Each check prints one PASS or FAIL line; the exit code is 1 if any check failed. The meter must
 have history in the deployment's InfluxDB (``make up`` imports ``pjm_ekpc``).
@@ -86,8 +87,7 @@ class SystemCheck:
         return f"{live} live worker(s), queue depth {reply.json()['queue_depth']}"
 
     def unknown_task(self) -> str:
-        task_id = f"no-such-task-{uuid.uuid4().hex}"
-        reply = self.client.get(f"/trainmodel/status/{task_id}")
+        reply = self.client.get(f"/trainmodel/status/{uuid.uuid4()}")
         _expect_status(reply, 404)
         return "GET /trainmodel/status/<unknown id> -> 404"
 
@@ -213,20 +213,35 @@ def _expect_status(reply: httpx.Response, *expected: int) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--base-url",
         default=os.environ.get("EF_BASE_URL", "http://127.0.0.1:8000"),
         help="API root (default: $EF_BASE_URL or http://127.0.0.1:8000)",
     )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("API_KEY") or None,
+        help="the deployment's API key, sent as X-API-Key (default: $API_KEY, the variable the service reads)",
+    )
     parser.add_argument("--meter-id", default="pjm_ekpc")
     parser.add_argument("--meter-type", default="electricity")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for training")
-    arguments = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    print(f"Checking {arguments.base_url} with {arguments.meter_type} meter {arguments.meter_id}")
-    with httpx.Client(base_url=arguments.base_url, timeout=60.0) as client:
+
+def api_client(base_url: str, api_key: str | None) -> httpx.Client:
+    """A client for the deployment; with a key, every request carries ``X-API-Key``."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    return httpx.Client(base_url=base_url, timeout=60.0, headers=headers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    key_note = " (sending an API key)" if arguments.api_key else ""
+    print(f"Checking {arguments.base_url} with {arguments.meter_type} meter {arguments.meter_id}{key_note}")
+    with api_client(arguments.base_url, arguments.api_key) as client:
         checks = SystemCheck(client, arguments.meter_id, arguments.meter_type, arguments.timeout)
         checks.run("API health (/health/)", checks.api_health)
         checks.run("worker health (/health/worker)", checks.worker_health)

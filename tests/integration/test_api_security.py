@@ -18,6 +18,7 @@ import httpx
 import pytest
 import redis
 
+import test_dramatiq_system as system_check
 from tests.integration.faults_support import api_only
 from tests.integration.stack import Stack, stack_environment
 from tests.service_processes import InfluxServer, RedisServer
@@ -332,6 +333,28 @@ def test_the_key_opens_every_endpoint(api: Stack, headers: dict[str, str]) -> No
         api.client.headers["X-API-Key"] = API_KEY
 
     assert status.status_code == 404 and models.status_code == 200 and schema.status_code == 200
+
+
+@pytest.mark.parametrize("given_by", ["option", "API_KEY", "nobody"])
+def test_the_deployment_check_sends_the_key(
+    api: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], given_by: str
+) -> None:
+    monkeypatch.delenv("API_KEY", raising=False)
+    argv = ["--base-url", api.base_url]
+    if given_by == "option":
+        argv += ["--api-key", API_KEY]
+    elif given_by == "API_KEY":
+        monkeypatch.setenv("API_KEY", API_KEY)
+    arguments = system_check.parse_arguments(argv)
+
+    with system_check.api_client(arguments.base_url, arguments.api_key) as client:
+        checks = system_check.SystemCheck(client, "m1", "electricity", timeout_seconds=1)
+        checks.run("unknown task id", checks.unknown_task)
+        checks.run("invalid meter_type", checks.bad_meter_type)
+
+    output = capsys.readouterr().out
+    assert checks.failures == (2 if given_by == "nobody" else 0), output
+    assert API_KEY not in output
 
 
 def test_the_key_never_reaches_a_log(api: Stack) -> None:
