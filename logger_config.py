@@ -57,6 +57,7 @@ QUIET_LOGGERS = (
     "PIL",
     "python_multipart",
     "multipart",
+    "watchdog",  # DEBUG=true's source watcher: a line per inotify event
 )
 
 REDACTED = "***"

@@ -1,4 +1,7 @@
-"""The HTTP API: ``uvicorn main_dramatiq:app --host 0.0.0.0 --port 8000`` (``--reload`` with DEBUG=true).
+"""The HTTP API: ``uvicorn main_dramatiq:app --host 0.0.0.0 --port 8000``.
+
+With DEBUG=true, ``make up`` runs it under ``python -m service.source_watch``, which restarts it when
+the project's source changes.
 
 It queues training jobs on Redis and reads their status; it never imports TensorFlow at start-up
 (the forecast route loads models lazily, on first use).
