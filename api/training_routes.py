@@ -37,7 +37,7 @@ NOT_A_TASK_ID = (
 )
 
 
-def _task_id(
+async def _task_id(
     task_id: Annotated[
         str,
         Path(
@@ -48,7 +48,8 @@ def _task_id(
     """The path's task id, or 404 if it cannot be one this API issued.
 
     The answer does not repeat a malformed id: it may be 10,000 characters long or hold control
-    characters meant for a terminal or a log viewer.
+    characters meant for a terminal or a log viewer. async: FastAPI runs a plain-def dependency in
+    its threadpool, a thread hop per request for a regex match.
     """
     if not TASK_ID.fullmatch(task_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_A_TASK_ID)
