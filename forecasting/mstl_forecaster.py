@@ -27,6 +27,10 @@ from forecasting.features import FeatureLayout
 MSTL_KIND = "mstl"
 #: The decomposition needs two full weeks to see the weekly season at all.
 MIN_WINDOW_WEEKS = 2
+#: statsmodels STL evaluates its LOESS smoothers at every n-th point and interpolates between them.
+#: On the eight sample meters this made the challenger's backtest about 3x faster with the same
+#: skill (within +-0.01); the smoothers are much wider than the jumps.
+STL_JUMPS = {"seasonal_jump": 5, "trend_jump": 20, "low_pass_jump": 5}
 
 
 @dataclass
@@ -73,7 +77,7 @@ class MstlForecaster:
                     f"MSTL needs {MIN_WINDOW_WEEKS} weeks of readings before the forecast origin; "
                     f"found {len(window) * block} usable readings"
                 )
-            blocks = MSTL(season_length=seasons).forecast(window, blocks_ahead)["mean"]
+            blocks = MSTL(season_length=seasons, stl_kwargs=STL_JUMPS).forecast(window, blocks_ahead)["mean"]
             forecasts[row] = np.repeat(blocks, block)[: layout.horizon]
             if block > 1:
                 forecasts[row] += _shape_within_blocks(series.values, origin, layout, block)

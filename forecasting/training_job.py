@@ -431,7 +431,9 @@ def _describe_features(layout: FeatureLayout) -> list[str]:
         f"public holidays ({layout.holiday_country or 'none'}) of target and source days",
     ]
     if layout.profile_inputs:
-        features.append("mean of the last 7 days and the day before at the same time of day, blended linearly")
+        features.append(
+            "mean of the last 7 days and the day before at the same time of day, blended linearly"
+        )
     if layout.use_temperature:
         features.append("temperature over the last day")
     return features

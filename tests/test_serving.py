@@ -63,7 +63,9 @@ def test_hourly_rows_are_history_then_a_24_hour_forecast_inside_its_interval(tra
     forecasts = table.rows[first_forecast:]
     assert len(forecasts) == 24
     assert all(row["p10"] <= row["value"] <= row["p90"] for row in forecasts)
-    assert table.model_kind == "keras_mlp" and table.model_version is not None
+    active = trained[2].active_version(*reversed(METER))
+    assert table.model_version == active.version
+    assert table.model_kind == active.metadata["model_kind"] in ("keras_mlp", "mstl")
     last_measured = pd.Timestamp(table.rows[first_forecast - 1]["datetime"])
     assert pd.Timestamp(forecasts[0]["datetime"]) - last_measured == pd.Timedelta(hours=1)
 
