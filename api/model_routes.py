@@ -13,33 +13,40 @@ from forecasting.registry import ModelRegistry, ModelVersion
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-def _summary(version: ModelVersion) -> dict[str, Any]:
+def _summary(version: ModelVersion, *, with_data_quality: bool = True) -> dict[str, Any]:
     metadata = version.metadata
-    return {
+    summary = {
         "version": version.version,
         "active": version.is_active,
         "model_kind": metadata.get("model_kind"),
         "trained_at": metadata.get("trained_at"),
         "metrics": metadata.get("metrics"),
         "data_window": metadata.get("data_window"),
-        "data_quality": metadata.get("data_quality"),
         "promoted": metadata.get("promoted"),
         "promotion_reason": metadata.get("promotion_reason"),
     }
+    if with_data_quality:
+        summary["data_quality"] = metadata.get("data_quality")
+    return summary
 
 
 @router.get("/")
 def list_models(registry: Annotated[ModelRegistry, Depends(dependencies.model_registry)]) -> dict[str, Any]:
-    """Every meter with a trained model, and its active version."""
+    """Every meter with a trained model: its versions, newest first, with metrics and data window.
+
+    The data-quality reports (a few KB per version) are left to ``/models/{meter_type}/{meter_id}``,
+    so that a fleet's listing stays small.
+    """
     meters = []
     for meter_type, meter_id in registry.list_meters():
-        active = registry.active_version(meter_type, meter_id)
+        versions = registry.list_versions(meter_type, meter_id)
+        active = next((version.version for version in versions if version.is_active), None)
         meters.append(
             {
                 "meter_type": meter_type,
                 "meter_id": meter_id,
-                "active_version": active.version if active else None,
-                "versions": len(registry.list_versions(meter_type, meter_id)),
+                "active_version": active,
+                "versions": [_summary(version, with_data_quality=False) for version in versions],
             }
         )
     return {"models": meters}

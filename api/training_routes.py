@@ -101,18 +101,19 @@ async def start_training(
     return TaskAccepted(task_id=job.task_id, status=job.status, progress=job.progress, message=job.message)
 
 
-@router.get("/trainmodel/status/{task_id}", response_model_exclude_none=False)
+@router.get("/trainmodel/status/{task_id}", response_model=JobStatus)
 async def training_status(
     task_id: TaskId, store: Annotated[AsyncJobStore, Depends(dependencies.async_job_store)]
-) -> JobStatus:
+) -> Response:
     """Current state, progress and, when finished, the result or the classified error of a job."""
-    job = await store.get(task_id)
-    if job is None:
+    body = await store.get_json(task_id)
+    if body is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             f"No training task with id '{task_id}': it never existed or its status has expired.",
         )
-    return job
+    # The stored JSON is JobStatus.model_dump_json(): the response model's own serialisation.
+    return Response(content=body, media_type="application/json")
 
 
 @router.delete("/trainmodel/{task_id}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,11 @@ def test_real_meter_trains_through_every_stage_to_success(stack: Stack) -> None:
     assert final["progress"] == 100 and final["attempt"] == 1
     for stamp in ("started_at", "updated_at"):
         assert final[stamp].endswith(("Z", "+00:00"))
+    estimates = [status["estimated_completion"] for status in seen if status["estimated_completion"]]
+    assert estimates, "no status carried an estimated_completion"
+    started = datetime.fromisoformat(final["started_at"])
+    for estimate in estimates:
+        assert estimate.endswith(("Z", "+00:00")) and datetime.fromisoformat(estimate) > started
 
     result = final["result"]
     details = result["details"]
@@ -152,6 +158,46 @@ def test_forecast_returns_history_then_24_hourly_forecasts(stack: Stack) -> None
     history = pd.read_csv(REAL_METER, parse_dates=["timestamp"]).set_index("timestamp")["value"]
     first_measured = next(row for row in rows if row["type"] == "historical")
     assert first_measured["value"] == history[pd.Timestamp(first_measured["datetime"])]
+
+
+def test_model_listings_show_versions_with_metrics_window_and_quality(stack: Stack) -> None:
+    listing = stack.client.get("/models/")
+    detail = stack.client.get("/models/electricity/pjm_ekpc")
+
+    assert listing.status_code == 200 and detail.status_code == 200, (listing.text, detail.text)
+    meter = next(row for row in listing.json()["models"] if row["meter_id"] == "pjm_ekpc")
+    versions = detail.json()["versions"]
+    assert meter["meter_type"] == "electricity" and versions
+    assert [row["version"] for row in meter["versions"]] == [row["version"] for row in versions]
+    active = [row for row in versions if row["active"]]
+    assert len(active) == 1 and meter["active_version"] == active[0]["version"]
+    for row in versions:
+        assert row["metrics"]["backtest"]["seasonal_naive"]["mae"] > 0
+        assert row["data_window"]["end"].startswith("2018-08-03")
+        assert row["data_quality"]["raw_points"] == len(pd.read_csv(REAL_METER))
+    assert "data_quality" not in meter["versions"][0], "the fleet listing leaves the reports out"
+
+
+def test_forecast_errors_and_the_baseline_fallback_over_http(stack: Stack) -> None:
+    def ask(meter_id: str, start: str, end: str, **extra: str) -> Any:
+        body = {"meter_id": meter_id, "meter_type": "electricity", "start_date": start, "end_date": end}
+        return stack.client.post("/forecast/", json={**body, "resolution": "hourly", **extra})
+
+    beyond = ask("pjm_ekpc", "2018-08-02", "2018-08-05")
+    untrained = ask("short_meter", "2015-08-10", "2015-08-11")
+    baseline = ask("short_meter", "2015-08-10", "2015-08-11", fallback="seasonal_naive")
+
+    assert beyond.status_code == 422
+    assert "use an end_date on or before 2018-08-04" in beyond.json()["message"]
+    assert untrained.status_code == 404
+    assert "No trained model for meter 'short_meter'" in untrained.json()["message"]
+    assert baseline.status_code == 200, baseline.text
+    assert baseline.json()["model_kind"] == "seasonal_naive" and baseline.json()["model_version"] is None
+    forecasts = [row for row in baseline.json()["forecast_data"] if row["type"] == "forecast"]
+    measured = pd.read_csv(REAL_METER, parse_dates=["timestamp"]).set_index("timestamp")["value"]
+    first = pd.Timestamp(forecasts[0]["datetime"])
+    assert first == pd.Timestamp("2015-08-11T03:00:00Z"), "the forecast starts after the last reading"
+    assert forecasts[0]["value"] == measured[first - pd.Timedelta(days=7)]
 
 
 def test_daily_forecast_rows_say_whether_they_cover_the_whole_day(stack: Stack) -> None:

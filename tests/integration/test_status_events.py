@@ -109,3 +109,35 @@ def test_malformed_last_event_id_is_422(
     )
 
     assert reply.status_code == 422
+
+
+def test_stream_of_a_failing_job_ends_with_failed_and_closes(observed_stack: Stack) -> None:
+    reply = observed_stack.client.post(
+        "/trainmodel/", json={"meter_id": "meter_without_readings", "meter_type": "gas"}
+    )
+    assert reply.status_code == 202, reply.text
+
+    events = read_events(observed_stack, reply.json()["task_id"])
+
+    states = [event["data"]["status"] for event in events]
+    assert states[0] == "PENDING" and states[-1] == "FAILED", states
+    assert states.count("FAILED") == 1 and "SUCCESS" not in states
+    assert events[-1]["data"]["error"]["type"] == "DATA"
+
+
+def test_stream_of_a_cancelled_job_ends_with_cancelled(
+    observed_stack: Stack, trained: tuple[str, list[dict[str, Any]]]
+) -> None:
+    # A real meter: its job trains for seconds, so the DELETE always finds it queued or running.
+    reply = observed_stack.client.post(
+        "/trainmodel/", json={"meter_id": "pjm_ekpc", "meter_type": "electricity"}
+    )
+    assert reply.status_code == 202, reply.text
+    task_id = reply.json()["task_id"]
+    cancelled = observed_stack.client.delete(f"/trainmodel/{task_id}")
+    assert cancelled.status_code == 200, cancelled.text
+
+    events = read_events(observed_stack, task_id)
+
+    assert events[-1]["data"]["status"] == "CANCELLED"
+    assert events[0]["data"]["status"] == "PENDING"
