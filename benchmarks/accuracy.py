@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     from forecasting.training import configure_tensorflow
 
     # A worker imports TensorFlow once per process; keep that import out of the first meter's time.
-    configure_tensorflow(settings.worker.tf_threads)
+    configure_tensorflow(settings.worker.tensorflow_threads)
     import keras  # noqa: F401
 
     paths = sorted(args.data_dir.glob("*.csv"))

@@ -67,7 +67,7 @@ class Quiet(JobProgress):
     def stage(self, stage, message): pass
     def training(self, fraction, message): pass
 settings = get_settings()
-configure_tensorflow(settings.worker.tf_threads)
+configure_tensorflow(settings.worker.tensorflow_threads)
 baseline = rss_mib()
 started = time.perf_counter()
 result = run_training_job("year_meter", "electricity", open_history=lambda: open_meter_history(settings.influxdb),

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -71,16 +72,27 @@ def _worker_pid(stack: Stack) -> int:
 
 
 def run_scenario(
-    jobs: int, recycle_after: int, redis_server: RedisServer, influx: InfluxSettings
+    jobs: int,
+    recycle_after: int | None,
+    redis_server: RedisServer,
+    influx: InfluxSettings,
+    *,
+    budget: Mapping[str, str] = BUDGET,
+    workdir: Path | None = None,
 ) -> list[tuple[int, float]]:
-    """(pid, RSS MiB at the end of the job) for each of ``jobs`` trainings in a row."""
-    workdir = Path(tempfile.mkdtemp(prefix="worker-memory-"))
+    """(pid, RSS MiB at the end of the job) for each of ``jobs`` trainings in a row.
+
+    ``recycle_after`` None keeps the service's default ``WORKER__MAX_JOBS_PER_PROCESS``. The test
+    suite runs this too (``tests/integration/test_worker_memory.py``), with a smaller budget.
+    """
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="worker-memory-"))
+    recycling = {} if recycle_after is None else {"WORKER__MAX_JOBS_PER_PROCESS": str(recycle_after)}
     env = stack_environment(
         redis_url=redis_server.url,
         influx_url=influx.url,
         database=influx.database,
         workdir=workdir,
-        extra={**BUDGET, "WORKER__MAX_JOBS_PER_PROCESS": str(recycle_after)},
+        extra={**budget, **recycling},
     )
     stack = Stack(env, workdir)
     stack.start()
@@ -106,7 +118,7 @@ def run_scenario(
                 raise RuntimeError(f"job {number} ended {body}")
             samples.append((pid, last_rss))
             print(
-                f"  recycle after {recycle_after:>4}: job {number:>2}  pid {pid:>7}  RSS {last_rss:7.1f} MiB",
+                f"  recycle after {recycle_after or 'default':>7}: job {number:>2}  pid {pid:>7}  RSS {last_rss:7.1f} MiB",
                 flush=True,
             )
     finally:

@@ -104,7 +104,9 @@ class WorkerSettings(BaseModel):
     processes: int = Field(1, ge=1)
     threads: int = Field(1, ge=1, description="Training wants one thread per process")
     queue: str = "training"
-    tf_threads: int = Field(0, ge=0, description="TensorFlow intra-op threads; 0 = CPU count")
+    tf_threads: int = Field(
+        0, ge=0, description="TensorFlow intra-op threads per process; 0 = the cores shared among the processes"
+    )
     heartbeat_timeout_seconds: int = Field(
         20, ge=5, description="A worker silent this long is dead; its unacked jobs are redelivered"
     )
@@ -121,6 +123,18 @@ class WorkerSettings(BaseModel):
     metrics_port: int = Field(
         9191, ge=0, le=65535, description="Port of the workers' Prometheus metrics (one per host); 0 = off"
     )
+
+    @property
+    def tensorflow_threads(self) -> int:
+        """Intra-op threads for each worker process's TensorFlow.
+
+        TensorFlow's default is one thread per core in *every* process: two processes training at once
+        on two cores then run four busy threads that preempt each other. Unset, the cores this
+        process may run on are shared out among the worker processes (at least one each).
+        """
+        if self.tf_threads:
+            return self.tf_threads
+        return max(1, len(os.sched_getaffinity(0)) // self.processes)
 
 
 class Settings(BaseSettings):
@@ -177,15 +191,16 @@ class Settings(BaseSettings):
 class InfluxJsonSource(PydanticBaseSettingsSource):
     """Reads the ``influxdb`` section from ``config/influxdb_config.json``.
 
-    The file is optional; its path comes from ``INFLUXDB_CONFIG_FILE`` so a deployment can keep
-    credentials outside the checkout.
+    The file is optional; its path is the ``influxdb_config_file`` setting (``INFLUXDB_CONFIG_FILE``
+    in the environment or ``.env``, or a keyword argument), so a deployment can keep credentials
+    outside the checkout. This source runs after those, and pydantic-settings hands it what they found.
     """
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = Path(os.environ.get("INFLUXDB_CONFIG_FILE", DEFAULT_INFLUX_CONFIG))
+        path = Path(self.current_state.get("influxdb_config_file") or DEFAULT_INFLUX_CONFIG)
         if not path.is_file():
             return {}
         content = json.loads(path.read_text(encoding="utf-8"))

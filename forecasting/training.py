@@ -46,7 +46,7 @@ class FitReport:
 
 
 def configure_tensorflow(threads: int) -> None:
-    """Size TensorFlow's thread pools to the machine before the first op runs.
+    """Size TensorFlow's thread pools before the first op runs (``WorkerSettings.tensorflow_threads``).
 
     Called once per worker process: TF's defaults oversubscribe a 2-core box when several
     worker processes train at once.
@@ -54,7 +54,6 @@ def configure_tensorflow(threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    threads = threads or (os.cpu_count() or 1)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
@@ -153,6 +152,9 @@ def fit_keras_forecaster(
 
     from forecasting.keras_model import build_model
 
+    # Forget the previous job's graphs and layer names. keras-tuner also clears the session before
+    # each trial's build (``Tuner._try_build``); this one covers the first build of a job either way.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(settings.seed)
     scaled = scaling.apply(series.values)
     train_x, train_naive = build_inputs(scaled, series.calendar, samples.train, layout)

@@ -43,7 +43,7 @@ class TrainingWorkerSetup(Middleware):
         configure_logging(self._settings, process_name="worker")
         from forecasting.training import configure_tensorflow, remove_orphaned_tuner_dirs
 
-        configure_tensorflow(self._settings.worker.tf_threads)
+        configure_tensorflow(self._settings.worker.tensorflow_threads)
         if removed := remove_orphaned_tuner_dirs():
             log.info("orphaned_tuner_dirs_removed", count=removed)
 
