@@ -105,7 +105,9 @@ class WorkerSettings(BaseModel):
     threads: int = Field(1, ge=1, description="Training wants one thread per process")
     queue: str = "training"
     tf_threads: int = Field(
-        0, ge=0, description="TensorFlow intra-op threads per process; 0 = the cores shared among the processes"
+        0,
+        ge=0,
+        description="TensorFlow intra-op threads per process; 0 = the cores shared among the processes",
     )
     heartbeat_timeout_seconds: int = Field(
         20, ge=5, description="A worker silent this long is dead; its unacked jobs are redelivered"
