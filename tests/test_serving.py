@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from config.settings import CleaningSettings, Settings, TrainingSettings
+from forecasting import serving
 from forecasting.errors import DataError, ModelNotFoundError
 from forecasting.registry import ModelRegistry
 from forecasting.serving import ForecasterCache, ForecastTable, forecast_table
@@ -168,3 +171,36 @@ def test_no_model_is_404_unless_the_baseline_is_asked_for(trained) -> None:
     measured = history.frames[METER]["value"]
     first = pd.Timestamp(forecasts[0]["datetime"])
     assert forecasts[0]["value"] == measured[first - pd.Timedelta(days=7)]
+
+
+def test_cache_loads_a_version_once_and_reloads_when_another_becomes_active(
+    trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = trained[2]
+    meter_type, meter_id = reversed(METER)
+    loaded: list[str] = []
+    real_load = serving.load_forecaster
+
+    def counting_load(path: Path, metadata: dict[str, object]) -> object:
+        loaded.append(path.name)
+        return real_load(path, metadata)
+
+    monkeypatch.setattr(serving, "load_forecaster", counting_load)
+    cache = ForecasterCache()
+    active = registry.active_version(meter_type, meter_id)
+    successor = active.path.parent / "29991231T235959Z-c0ffee"
+    shutil.copytree(active.path, successor)
+    try:
+        first = cache.active(registry, meter_type, meter_id)
+        again = cache.active(registry, meter_type, meter_id)
+        registry.activate(meter_type, meter_id, successor.name)
+        promoted = cache.active(registry, meter_type, meter_id)
+        promoted_again = cache.active(registry, meter_type, meter_id)
+    finally:
+        registry.activate(meter_type, meter_id, active.version)
+        shutil.rmtree(successor)
+
+    assert loaded == [active.version, successor.name], "one load per version that became active"
+    assert first[1] is again[1] and promoted[1] is promoted_again[1]
+    assert first[0] == active.version and promoted[0] == successor.name
+    assert promoted[1] is not first[1]
