@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -42,6 +43,7 @@ from tests.service_processes import RedisServer, find_free_port  # noqa: E402
 
 APPS = {"bare": "benchmarks.bare_api:app", "api": "main_dramatiq:app"}
 STATUS_IDS = 500
+PACED_PAUSE_MS = 100
 
 _WRK_SCRIPT = """
 local counter = 0
@@ -81,8 +83,8 @@ class LoadResult:
 def run_wrk(
     url: str, method: str, ids: list[str], *, connections: int, seconds: int, rate: float | None = None
 ) -> LoadResult:
-    """Closed-loop load; with ``rate``, each connection pauses ``connections / rate`` s between requests."""
-    pause = f"function delay() return {1000 * connections / rate:.0f} end" if rate else ""
+    """Closed-loop load; with ``rate``, each connection pauses ``PACED_PAUSE_MS`` after each answer."""
+    pause = f"function delay() return {PACED_PAUSE_MS} end" if rate else ""
     script = _WRK_SCRIPT % {
         "ids": ",".join(f'"{task_id}"' for task_id in ids) or '"none"',
         "method": method,
@@ -148,12 +150,24 @@ def measure(
         ids = create_ids(url, STATUS_IDS)
         reads = run_wrk(url, "GET", ids, connections=args.connections, seconds=args.duration)
         store.flushdb()
-        paced_connections = max(1, round(args.rate / 10))  # each sends about 10 requests/s
-        paced = run_wrk(url, "POST", [], connections=paced_connections, seconds=args.duration, rate=args.rate)
+        paced = paced_run(url, args.rate, args.duration)
         store.flushdb()
     finally:
         server.stop()
     return posts, reads, paced
+
+
+def paced_run(url: str, rate: float, seconds: int) -> LoadResult:
+    """POST load at about ``rate`` requests/s: connections that each pause between requests.
+
+    A connection sends somewhat fewer than 1000 / ``PACED_PAUSE_MS`` requests/s (its latency and wrk's
+    timer add to the pause), so a 3-second probe measures what ``rate / 10`` connections reach and
+    the measured run scales the connections up to match ``rate``.
+    """
+    probe_connections = max(1, round(rate * PACED_PAUSE_MS / 1000))
+    probe = run_wrk(url, "POST", [], connections=probe_connections, seconds=3, rate=rate)
+    connections = max(1, math.ceil(probe_connections * rate / max(probe.requests_per_second, 1.0)))
+    return run_wrk(url, "POST", [], connections=connections, seconds=seconds, rate=rate)
 
 
 def render(best: dict[str, tuple[LoadResult, LoadResult, LoadResult]], args: argparse.Namespace) -> str:
@@ -165,8 +179,8 @@ def render(best: dict[str, tuple[LoadResult, LoadResult, LoadResult]], args: arg
         ("POST /trainmodel/", "API", api_post),
         ("GET /trainmodel/status/{id}", "bare ceiling", bare_get),
         ("GET /trainmodel/status/{id}", "API", api_get),
-        (f"POST at {args.rate:.0f} req/s", "bare ceiling", bare_paced),
-        (f"POST at {args.rate:.0f} req/s", "API", api_paced),
+        (f"POST, paced at {args.rate:.0f} req/s", "bare ceiling", bare_paced),
+        (f"POST, paced at {args.rate:.0f} req/s", "API", api_paced),
     ]
     table = "\n".join(
         f"| {what} | {app} | {r.requests_per_second:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.failed} |"
@@ -174,7 +188,8 @@ def render(best: dict[str, tuple[LoadResult, LoadResult, LoadResult]], args: arg
     )
     return f"""Run with `.venv/bin/python benchmarks/api_load.py` (wrk, {args.connections} connections,
 {args.duration} s per run, best of {args.rounds} alternating rounds; the fixed-rate run uses
-{max(1, round(args.rate / 10))} wrk connections pausing 100 ms between requests). Both apps served by `uvicorn <app> --host 127.0.0.1 --port <free> {" ".join(args.uvicorn_args)}`
+wrk connections pausing {PACED_PAUSE_MS} ms between requests, as many as a 3 s probe shows reach
+{args.rate:.0f} req/s). Both apps served by `uvicorn <app> --host 127.0.0.1 --port <free> {" ".join(args.uvicorn_args)}`
 against one private redis-server, no worker running. Load generator and servers share the cores.
 Machine: {machine_description()}.
 
@@ -182,9 +197,10 @@ Machine: {machine_description()}.
 |---|---|---:|---:|---:|---:|
 {table}
 
-- POST: {post_ratio:.0%} of the ceiling's req/s (target >= 50%): {verdict(post_ratio >= 0.5)}.
-- POST p99 at {args.rate:.0f} req/s: {api_paced.p99_ms:.1f} ms (target < 25 ms): {verdict(api_paced.p99_ms < 25)}.
-- Status reads: {get_ratio:.0%} of the ceiling's req/s (target >= 70%): {verdict(get_ratio >= 0.7)}.
+- POST: {post_ratio:.1%} of the ceiling's req/s (target >= 50%): {verdict(post_ratio >= 0.5)}.
+- POST p99 at {api_paced.requests_per_second:.0f} req/s: {api_paced.p99_ms:.1f} ms (target < 25 ms at
+  {args.rate:.0f} req/s): {verdict(api_paced.p99_ms < 25 and api_paced.requests_per_second >= 0.97 * args.rate)}.
+- Status reads: {get_ratio:.1%} of the ceiling's req/s (target >= 70%): {verdict(get_ratio >= 0.7)}.
 """
 
 

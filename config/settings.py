@@ -76,6 +76,10 @@ class TrainingSettings(BaseModel):
         description="Models backtested next to the network on the same window; the best becomes the version's kind",
     )
     mstl_window_days: int = Field(56, ge=15, description="Trailing days the MSTL challenger refits on")
+    use_temperature: bool = Field(
+        True,
+        description="Feed the network the last day of the meter's temperature field when it covers 90% of the data",
+    )
 
 
 class CleaningSettings(BaseModel):

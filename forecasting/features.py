@@ -178,12 +178,16 @@ def complete_origins(
     last = min(last, len(values) - layout.horizon)
     if last < first:
         return np.empty(0, dtype=np.int64)
-    missing = ~np.isfinite(values)
-    if temperature is not None and layout.use_temperature:
-        missing = missing | ~np.isfinite(temperature)
     # missing_before[i] = number of missing values in values[:i]
-    missing_before = np.concatenate([[0], np.cumsum(missing)])
+    missing_before = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
     origins = np.arange(first, last + 1, stride)
     lookback_missing = missing_before[origins] - missing_before[origins - layout.lookback]
     horizon_missing = missing_before[origins + layout.horizon] - missing_before[origins]
-    return origins[(lookback_missing == 0) & (horizon_missing == 0)]
+    complete = (lookback_missing == 0) & (horizon_missing == 0)
+    if temperature is not None and layout.use_temperature:  # the inputs hold its last day only
+        temperature_missing_before = np.concatenate([[0], np.cumsum(~np.isfinite(temperature))])
+        day_missing = (
+            temperature_missing_before[origins] - temperature_missing_before[origins - layout.steps_per_day]
+        )
+        complete &= day_missing == 0
+    return origins[complete]

@@ -81,24 +81,36 @@ class KerasForecaster:
     kind: str = KERAS_KIND
     interval_low: np.ndarray | None = field(default=None)
     interval_high: np.ndarray | None = field(default=None)
+    #: The training data's temperature scaling; set when ``layout.use_temperature``.
+    temperature_scaling: Scaling | None = None
 
     def forecast_at(self, series: SeriesView, origins: np.ndarray) -> np.ndarray:
         if len(origins) == 0:
             return np.empty((0, self.layout.horizon))
-        scaled_temperature = None
-        if self.layout.use_temperature and series.temperature is not None:
-            scaled_temperature = (series.temperature - np.nanmean(series.temperature)) / (
-                np.nanstd(series.temperature) or 1.0
-            )
         inputs, naive = build_inputs(
             self.scaling.apply(series.values),
             series.calendar,
             origins,
             self.layout,
-            scaled_temperature,
+            self.scaled_temperature(series),
         )
         residual = np.asarray(self.model(inputs, training=False))
         return self.scaling.invert(naive + residual)
+
+    def scaled_temperature(self, series: SeriesView) -> np.ndarray | None:
+        """The series' temperature in training units; a missing reading counts as the training mean.
+
+        Training only uses windows with every temperature known; at forecast time a missing one
+        (a late or broken sensor) must not turn the forecast into NaN, and the mean is the
+        least-informative stand-in.
+        """
+        if not self.layout.use_temperature:
+            return None
+        if self.temperature_scaling is None:
+            raise ModelError("The model uses temperature but has no temperature scaling")
+        if series.temperature is None:
+            return np.zeros(len(series.values))
+        return np.nan_to_num(self.temperature_scaling.apply(series.temperature), nan=0.0)
 
     def save(self, directory: Path) -> None:
         self.model.save(directory / MODEL_FILE)
@@ -107,6 +119,9 @@ class KerasForecaster:
         return {
             "layout": self.layout.to_dict(),
             "scaling": {"center": self.scaling.center, "scale": self.scaling.scale},
+            "temperature_scaling": None
+            if self.temperature_scaling is None
+            else {"center": self.temperature_scaling.center, "scale": self.temperature_scaling.scale},
             "interval": {
                 "low": None if self.interval_low is None else self.interval_low.tolist(),
                 "high": None if self.interval_high is None else self.interval_high.tolist(),
@@ -135,10 +150,12 @@ def load_forecaster(version_dir: Path, metadata: dict[str, Any]) -> AnyForecaste
     except (OSError, ValueError) as error:
         raise ModelError(f"Model file in {version_dir.name} cannot be loaded: {error}") from error
     interval = metadata.get("interval") or {}
+    temperature_scaling = metadata.get("temperature_scaling")
     return KerasForecaster(
         model=model,
         layout=layout,
         scaling=Scaling(**metadata["scaling"]),
+        temperature_scaling=None if temperature_scaling is None else Scaling(**temperature_scaling),
         interval_low=None if interval.get("low") is None else np.asarray(interval["low"]),
         interval_high=None if interval.get("high") is None else np.asarray(interval["high"]),
     )

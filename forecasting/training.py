@@ -141,6 +141,7 @@ def fit_keras_forecaster(
     scaling: Scaling,
     settings: TrainingSettings,
     on_progress: TrainingProgress,
+    temperature_scaling: Scaling | None = None,
 ) -> FitReport:
     """Search hyperparameters with keras-tuner and return the best network as a forecaster.
 
@@ -157,9 +158,14 @@ def fit_keras_forecaster(
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings.seed)
     scaled = scaling.apply(series.values)
-    train_x, train_naive = build_inputs(scaled, series.calendar, samples.train, layout)
+    scaled_temperature = None
+    if layout.use_temperature:
+        if temperature_scaling is None or series.temperature is None:
+            raise ValueError("layout uses temperature: give the series' temperature and its scaling")
+        scaled_temperature = temperature_scaling.apply(series.temperature)
+    train_x, train_naive = build_inputs(scaled, series.calendar, samples.train, layout, scaled_temperature)
     train_y = build_targets(scaled, samples.train, layout) - train_naive
-    val_x, val_naive = build_inputs(scaled, series.calendar, samples.validation, layout)
+    val_x, val_naive = build_inputs(scaled, series.calendar, samples.validation, layout, scaled_temperature)
     val_y = build_targets(scaled, samples.validation, layout) - val_naive
 
     progress = _ProgressCallback(on_progress, settings.max_trials, settings.epochs)
@@ -226,6 +232,7 @@ def fit_keras_forecaster(
         scaling=scaling,
         interval_low=low,
         interval_high=high,
+        temperature_scaling=temperature_scaling,
     )
     return FitReport(
         forecaster=forecaster,

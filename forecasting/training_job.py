@@ -35,13 +35,15 @@ from forecasting.forecasters import (
     SeriesView,
     load_forecaster,
 )
-from forecasting.meter_history import MeterHistory
+from forecasting.meter_history import TEMPERATURE_COLUMN, MeterHistory
 from forecasting.mstl_forecaster import MstlForecaster
 from forecasting.registry import ModelRegistry, ModelVersion
 
 log = structlog.get_logger("forecasting.training_job")
 
 TRAINING_DAYS_MIN = 14
+#: Share of the training window's readings with a temperature for the model to use the field.
+TEMPERATURE_MIN_COVERAGE = 0.9
 
 
 class Stage(StrEnum):
@@ -124,6 +126,7 @@ def run_training_job(
         horizon=int(pd.Timedelta(hours=settings.training.horizon_hours) / cleaned.resolution),
         timezone=settings.cleaning.timezone,
         holiday_country=settings.cleaning.holiday_country,
+        use_temperature=settings.training.use_temperature and _temperature_usable(frame),
     )
     series = SeriesView.from_frame(frame, layout)
     backtest_origins = _backtest_origins(meter_id, series, layout, cleaned, settings)
@@ -140,6 +143,7 @@ def run_training_job(
         first=0,
         last=backtest_start - layout.horizon,
         stride=steps_per_hour,
+        temperature=series.temperature,
     )
     samples = split_origins(fit_origins, settings.training.validation_fraction, layout.horizon)
     if len(samples.train) < layout.steps_per_day or len(samples.validation) == 0:
@@ -150,11 +154,15 @@ def run_training_job(
             f"{settings.training.backtest_weeks} weeks",
         )
     scaling = Scaling.fit(series.values[:backtest_start])
+    temperature_scaling = None
+    if layout.use_temperature and series.temperature is not None:
+        temperature_scaling = Scaling.fit(series.temperature[:backtest_start])
     fit = fit_keras_forecaster(
         series,
         layout,
         samples,
         scaling=scaling,
+        temperature_scaling=temperature_scaling,
         settings=settings.training,
         on_progress=progress.training,
     )
@@ -423,6 +431,17 @@ def decide_promotion(
     )
 
 
+def _temperature_usable(frame: pd.DataFrame) -> bool:
+    """Whether the meter's ``temperature`` field covers enough of the training window to learn from.
+
+    Windows with a missing temperature are left out of training, so a sparse field would cost most
+    of the history; below this coverage the model goes without it.
+    """
+    if TEMPERATURE_COLUMN not in frame:
+        return False
+    return bool(frame[TEMPERATURE_COLUMN].notna().mean() >= TEMPERATURE_MIN_COVERAGE)
+
+
 def _describe_features(layout: FeatureLayout) -> list[str]:
     features = [
         f"last {layout.steps_per_day} readings (one day)",
@@ -435,7 +454,7 @@ def _describe_features(layout: FeatureLayout) -> list[str]:
             "mean of the last 7 days and the day before at the same time of day, blended linearly"
         )
     if layout.use_temperature:
-        features.append("temperature over the last day")
+        features.append("temperature over the last day (missing readings count as the training mean)")
     return features
 
 

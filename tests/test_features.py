@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from forecasting.features import (
     FeatureLayout,
@@ -74,3 +75,34 @@ def test_scaling_round_trips_and_survives_constant_series() -> None:
     scaling = Scaling.fit(values)
     assert np.allclose(scaling.invert(scaling.apply(values[:3])), values[:3])
     assert Scaling.fit(np.full(5, 3.0)).scale == 1.0
+
+
+def test_temperature_adds_the_last_day_before_the_profile_inputs() -> None:
+    layout = FeatureLayout(steps_per_day=24, horizon=24, use_temperature=True)
+    values = np.arange(21 * 24, dtype=float)
+    temperature = -np.arange(21 * 24, dtype=float) / 10
+    calendar = calendar_features(extend_index(_index(21), 24), timezone="UTC", holiday_country=None)
+    origin = 14 * 24 + 3
+
+    inputs, _ = build_inputs(values, calendar, np.array([origin]), layout, temperature)
+    without, _ = build_inputs(values, calendar, np.array([origin]), HOURLY)
+
+    assert inputs.shape == (1, layout.input_width) and layout.input_width == HOURLY.input_width + 24
+    start = HOURLY.input_width - 2 * 24  # after lags, naive, calendar and holidays
+    assert inputs[0, start : start + 24] == pytest.approx(temperature[origin - 24 : origin])
+    assert inputs[0, start + 24 :].tolist() == without[0, start:].tolist(), "profile inputs follow"
+
+
+def test_windows_with_a_missing_temperature_are_dropped_only_when_it_is_used() -> None:
+    values = np.ones(30 * 24)
+    temperature = np.ones(30 * 24)
+    temperature[20 * 24] = np.nan
+    with_temperature = FeatureLayout(steps_per_day=24, horizon=24, use_temperature=True)
+
+    used = complete_origins(values, with_temperature, first=0, last=len(values), temperature=temperature)
+    ignored = complete_origins(values, HOURLY, first=0, last=len(values), temperature=temperature)
+
+    # Temperature enters as the day before the origin: origins 20*24+1 .. 21*24 would see the gap.
+    dropped = set(range(20 * 24 + 1, 21 * 24 + 1))
+    assert dropped.isdisjoint(used.tolist()) and {20 * 24, 21 * 24 + 1} <= set(used.tolist())
+    assert dropped <= set(ignored.tolist())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from config.settings import Settings, TrainingSettings
 from forecasting.errors import InsufficientHistoryError, NoHistoryError, TrainingCancelledError
 from forecasting.evaluation import BacktestReport, ForecastMetrics
+from forecasting.forecasters import SeriesView, load_forecaster
 from forecasting.registry import ModelRegistry
 from forecasting.training_job import Stage, decide_promotion, run_training_job
 from tests.fakes import FrameHistory, RecordedProgress, read_meter
@@ -137,3 +139,51 @@ def test_cancel_during_training_stops_the_job_and_saves_nothing(
     with pytest.raises(TrainingCancelledError):
         _train(history, isolated, CancelAtFirstEpoch())
     assert ModelRegistry(tmp_path).list_meters() == []
+
+
+def _with_temperature(
+    history: FrameHistory, missing_share: float = 0.0, sensor_from: float = 0.0
+) -> FrameHistory:
+    """The real meter plus a synthetic outdoor temperature (daily cycle on a seasonal drift).
+
+    ``missing_share`` of the readings go missing at random (short gaps, which cleaning fills);
+    ``sensor_from`` is the share of the history before the sensor existed.
+    """
+    frame = history.frames[METER].copy()
+    hours = np.arange(len(frame))
+    temperature = 15 + 8 * np.sin(2 * np.pi * hours / (24 * 365)) + 5 * np.sin(2 * np.pi * (hours % 24) / 24)
+    temperature[np.random.default_rng(3).random(len(frame)) < missing_share] = np.nan
+    temperature[: int(sensor_from * len(frame))] = np.nan
+    frame["temperature"] = temperature
+    return FrameHistory({METER: frame})
+
+
+def test_temperature_field_is_an_input_when_it_covers_the_history(
+    history: FrameHistory, settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"models_dir": tmp_path})
+    sparse_gap = _with_temperature(history, missing_share=0.01)
+
+    result = _train(sparse_gap, settings)
+
+    version = ModelRegistry(tmp_path).list_versions(*reversed(METER))[0]
+    metadata = version.metadata
+    assert metadata["layout"]["use_temperature"] is True
+    assert any("temperature" in feature for feature in metadata["features"])
+    assert metadata["temperature_scaling"]["scale"] > 1
+    forecaster = load_forecaster(version.path, metadata)
+    series = SeriesView.from_frame(sparse_gap.frames[METER], forecaster.layout)
+    series.temperature[-24:] = np.nan  # the sensor is late: the forecast must still be a number
+    forecast = forecaster.forecast_at(series, np.array([len(series.values) - 24]))
+    assert forecast.shape == (1, 24) and np.isfinite(forecast).all()
+    assert np.isfinite(result["metrics"]["backtest"]["model"]["mae"])
+
+
+def test_sparse_temperature_is_left_out(history: FrameHistory, settings: Settings, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"models_dir": tmp_path})
+
+    _train(_with_temperature(history, sensor_from=0.5), settings)
+
+    metadata = ModelRegistry(tmp_path).list_versions(*reversed(METER))[0].metadata
+    assert metadata["layout"]["use_temperature"] is False
+    assert metadata["temperature_scaling"] is None
