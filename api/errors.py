@@ -68,7 +68,8 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     parts = []
     for error in errors:
         field = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "path", "query"))
-        parts.append(f"{field or 'request'}: {error.get('msg', 'invalid value')}")
+        text = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{field or 'request'}: {text}")
     return "; ".join(parts)
 
 

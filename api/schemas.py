@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from config import get_settings
-from forecasting.errors import InvalidMeterKeyError
+from forecasting.errors import InvalidForecastRangeError, InvalidMeterKeyError
+from forecasting.forecast_range import check_forecast_range, check_supported_date
 from forecasting.meter_key import METER_ID_MAX_LENGTH, check_meter_id, check_meter_type
 from service.job_status import JobState
 
@@ -32,7 +42,31 @@ MeterId = Annotated[
     Field(max_length=METER_ID_MAX_LENGTH, examples=["meter_001"]),
     AfterValidator(_valid_meter_id),
 ]
-MeterType = Annotated[str, Field(max_length=40, examples=["electricity"]), AfterValidator(_valid_meter_type)]
+# No max_length: a long unknown type gets the same answer as a short one, with the list of known
+# types (the body limit bounds its size; check_meter_type shows it cut to 40 characters).
+MeterType = Annotated[str, Field(examples=["electricity"]), AfterValidator(_valid_meter_type)]
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_text(value: Any) -> Any:
+    """Only ``YYYY-MM-DD``: pydantic alone would also take epoch seconds and midnight datetimes."""
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise ValueError("use a date written YYYY-MM-DD, like 2018-08-02")
+
+
+def _supported_date(value: date) -> date:
+    try:
+        check_supported_date(value)
+    except InvalidForecastRangeError as error:
+        raise ValueError(str(error)) from None
+    return value
+
+
+IsoDate = Annotated[
+    date, BeforeValidator(_iso_date_text), AfterValidator(_supported_date), Field(examples=["2018-08-02"])
+]
 
 
 class TrainRequest(BaseModel):
@@ -70,10 +104,22 @@ class ForecastRequest(BaseModel):
 
     meter_id: MeterId
     meter_type: MeterType
-    start_date: date
-    end_date: date
+    start_date: IsoDate
+    end_date: IsoDate
     resolution: Literal["daily", "hourly"] = "daily"
     fallback: Literal["none", "seasonal_naive"] = "none"
+
+    @field_validator("end_date")
+    @classmethod
+    def _servable_range(cls, end_date: date, info: ValidationInfo) -> date:
+        # A field validator, not a model one: the error then points at end_date (loc), and a
+        # start_date that failed on its own is not in info.data, so only that error is reported.
+        start_date = info.data.get("start_date")
+        try:
+            check_forecast_range(start_date or end_date, end_date)
+        except InvalidForecastRangeError as error:
+            raise ValueError(str(error)) from None
+        return end_date
 
 
 class ForecastRow(BaseModel):

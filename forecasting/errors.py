@@ -80,5 +80,9 @@ class InvalidMeterKeyError(DataError):
     """A meter id or type that the service refuses to use in a path or a query."""
 
 
+class InvalidForecastRangeError(DataError):
+    """A forecast request's dates that no data can answer: reversed, too long, out of range."""
+
+
 class TrainingCancelledError(ForecastingError):
     """The job was cancelled by a user; raised from progress callbacks to stop training."""

@@ -18,6 +18,7 @@ from config.settings import Settings
 from forecasting.cleaning import clean_history
 from forecasting.errors import DataError, ModelError, ModelNotFoundError
 from forecasting.features import FeatureLayout
+from forecasting.forecast_range import check_forecast_range
 from forecasting.forecasters import (
     AnyForecaster,
     SeasonalNaiveForecaster,
@@ -27,7 +28,6 @@ from forecasting.forecasters import (
 from forecasting.meter_history import MeterHistory
 from forecasting.registry import ModelRegistry
 
-MAX_RANGE_DAYS = 366
 Resolution = Literal["daily", "hourly"]
 
 
@@ -74,10 +74,7 @@ def forecast_table(
     settings: Settings,
 ) -> ForecastTable:
     """Rows for ``[start_date, end_date]`` (local dates, inclusive) of measured and forecast values."""
-    if end_date < start_date:
-        raise DataError("end_date must be on or after start_date.")
-    if (end_date - start_date).days + 1 > MAX_RANGE_DAYS:
-        raise DataError(f"The date range is too long: at most {MAX_RANGE_DAYS} days per request.")
+    check_forecast_range(start_date, end_date)
     active = cache.active(registry, meter_type, meter_id)
     if active is None and not use_fallback:
         raise ModelNotFoundError(meter_type, meter_id)

@@ -202,6 +202,36 @@ UNREADABLE_BODIES = {
 
 
 @pytest.mark.parametrize(
+    ("dates", "field", "says"),
+    [
+        (("9999-12-30", "9999-12-31"), "start_date", "9999-12-30 is outside the supported dates"),
+        (("0001-01-01", "2018-08-01"), "start_date", "0001-01-01 is outside the supported dates"),
+        (
+            ("2262-04-12", "2262-04-12"),
+            "start_date",
+            "2262-04-12 is outside the supported dates 1900-01-01 .. 2199-12-31",
+        ),
+        ((20180801, "2018-08-01"), "start_date", "use a date written YYYY-MM-DD"),
+        (("2018-08-01T00:00:00Z", "2018-08-01"), "start_date", "use a date written YYYY-MM-DD"),
+        (("2018-08-01", 1533081600), "end_date", "use a date written YYYY-MM-DD"),
+        (("2018-08-03", "2018-08-01"), "end_date", "end_date must be on or after start_date"),
+        (("2017-07-31", "2018-08-01"), "end_date", "The date range is too long: at most 366 days"),
+    ],
+)
+def test_unservable_forecast_dates_get_422_naming_the_field(
+    api: Stack, dates: tuple[object, object], field: str, says: str
+) -> None:
+    start, end = dates
+    body = {"meter_id": "m1", "meter_type": "electricity", "start_date": start, "end_date": end}
+
+    reply = api.client.post("/forecast/", json=body)
+
+    _assert_error_body(reply, 422, f"{field}: {says}")
+    assert "Value error" not in reply.json()["message"]
+    assert reply.json()["detail"][0]["loc"] == ["body", field]
+
+
+@pytest.mark.parametrize(
     ("headers", "body", "problem"), UNREADABLE_BODIES.values(), ids=UNREADABLE_BODIES.keys()
 )
 def test_a_body_that_is_no_json_object_gets_an_example_to_send(
