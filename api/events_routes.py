@@ -13,6 +13,7 @@ client that went away.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -32,6 +33,8 @@ router = APIRouter(tags=["training"])
 #: Wait per blocking read, as a share of the Redis socket timeout.
 BLOCK_SHARE_OF_TIMEOUT = 0.5
 KEEPALIVE = b": keep-alive\n\n"
+#: Redis stream entry ids, which are the events' ids: milliseconds, optionally "-" and a sequence.
+EVENT_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
 
 
 def block_ms() -> int:
@@ -57,12 +60,11 @@ async def status_events(
                     return
             if events:
                 continue
-            # Quiet: the job may have finished before a trimmed or expired stream could tell us.
+            # Quiet. The final status is written to the stream in the same transaction as the status
+            # itself, and trimming keeps the newest entries, so a finished job with nothing after
+            # ``last_id`` means the client already has its last event: close without repeating it.
             current = await store.get(task_id)
-            if current is None:
-                return
-            if current.finished:
-                yield format_event(last_id, current)
+            if current is None or current.finished:
                 return
             yield KEEPALIVE
     except StoreUnavailableError as error:
@@ -78,7 +80,9 @@ async def status_events(
 async def training_status_events(
     task_id: TaskId,
     store: Annotated[AsyncJobStore, Depends(dependencies.async_job_store)],
-    last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,20}(-\d{1,20})?$")] = None,
+    last_event_id: Annotated[
+        str | None, Header(description="Resume after this event id, e.g. 1733280000000-0")
+    ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: each status change of a job (state and progress), ending when it finishes.
 
@@ -86,6 +90,12 @@ async def training_status_events(
     with the job's history, so nothing is missed; a reconnecting client sends ``Last-Event-ID`` to
     resume after the last event it saw.
     """
+    if last_event_id is not None and not EVENT_ID.fullmatch(last_event_id):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "Last-Event-ID must be the id of an event this stream sent (like '1733280000000-0'); "
+            "leave the header out to get the job's whole history.",
+        )
     if await store.get(task_id) is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,

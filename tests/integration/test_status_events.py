@@ -109,6 +109,7 @@ def test_malformed_last_event_id_is_422(
     )
 
     assert reply.status_code == 422
+    assert "Last-Event-ID must be the id of an event this stream sent" in reply.json()["message"]
 
 
 def test_stream_of_a_failing_job_ends_with_failed_and_closes(observed_stack: Stack) -> None:
@@ -141,3 +142,14 @@ def test_stream_of_a_cancelled_job_ends_with_cancelled(
 
     assert events[-1]["data"]["status"] == "CANCELLED"
     assert events[0]["data"]["status"] == "PENDING"
+
+
+def test_resuming_after_the_final_event_closes_without_repeating_it(
+    observed_stack: Stack, trained: tuple[str, list[dict[str, Any]]]
+) -> None:
+    task_id, events = trained
+
+    after_last = read_events(observed_stack, task_id, headers={"Last-Event-ID": events[-1]["id"]})
+    ahead = read_events(observed_stack, task_id, headers={"Last-Event-ID": "99999999999999-0"})
+
+    assert after_last == [] and ahead == []
