@@ -68,12 +68,24 @@ class ModelError(ForecastingError):
 
 
 class ModelNotFoundError(ModelError):
-    def __init__(self, meter_type: str, meter_id: str) -> None:
-        super().__init__(
-            f"No trained model for meter '{meter_id}' of type '{meter_type}'. "
-            "Train one with POST /trainmodel/ first."
-        )
+    def __init__(self, meter_type: str, meter_id: str, *, inactive_versions: int = 0) -> None:
+        if inactive_versions:
+            # Trained, but the promotion gate kept every version out: retraining alone rarely helps.
+            plural = "s" if inactive_versions > 1 else ""
+            message = (
+                f"No active model for meter '{meter_id}' of type '{meter_type}': its {inactive_versions} "
+                f"trained version{plural} did not beat the weekly seasonal naive on the backtest "
+                f"(GET /models/{meter_type}/{meter_id} says why). "
+                'Ask with "fallback": "seasonal_naive" to get that baseline.'
+            )
+        else:
+            message = (
+                f"No trained model for meter '{meter_id}' of type '{meter_type}'. "
+                "Train one with POST /trainmodel/ first."
+            )
+        super().__init__(message)
         self.meter_type, self.meter_id = meter_type, meter_id
+        self.inactive_versions = inactive_versions
 
 
 class InvalidMeterKeyError(DataError):

@@ -77,7 +77,8 @@ def forecast_table(
     check_forecast_range(start_date, end_date)
     active = cache.active(registry, meter_type, meter_id)
     if active is None and not use_fallback:
-        raise ModelNotFoundError(meter_type, meter_id)
+        trained = len(registry.list_versions(meter_type, meter_id))
+        raise ModelNotFoundError(meter_type, meter_id, inactive_versions=trained)
 
     zone = ZoneInfo(settings.cleaning.timezone)
     start = datetime.combine(start_date, time(), zone)

@@ -415,7 +415,9 @@ def decide_promotion(
     """
     model_mae, naive_mae = report.model.mae, report.seasonal_naive.mae
     if report.skill is None or report.skill <= 0 or model_mae is None:
-        return False, f"backtest MAE {model_mae} does not beat the weekly seasonal naive ({naive_mae})"
+        return False, (
+            f"backtest MAE {_figure(model_mae)} does not beat the weekly seasonal naive ({_figure(naive_mae)})"
+        )
     if active_version is None:
         return True, f"beats the weekly seasonal naive (skill {report.skill:.3f}); no active version"
     if active_mae is None:
@@ -429,6 +431,10 @@ def decide_promotion(
         f"backtest MAE {model_mae:.4g} does not beat active version {active_version} "
         f"({active_mae:.4g}) on the same window"
     )
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _temperature_usable(frame: pd.DataFrame) -> bool:

@@ -204,3 +204,19 @@ def test_cache_loads_a_version_once_and_reloads_when_another_becomes_active(
     assert first[1] is again[1] and promoted[1] is promoted_again[1]
     assert first[0] == active.version and promoted[0] == successor.name
     assert promoted[1] is not first[1]
+
+
+def test_trained_but_never_promoted_says_so_instead_of_asking_to_train(trained) -> None:
+    history, _, registry = trained
+    active = registry.active_version(*reversed(METER))
+    unpromoted = ("unpromoted", "electricity")
+    shutil.copytree(active.path, registry.meter_dir("electricity", "unpromoted") / active.version)
+    other = FrameHistory({unpromoted: history.frames[METER]})
+
+    with pytest.raises(ModelNotFoundError) as refused:
+        _forecast(trained, meter=unpromoted, history=other)
+
+    message = str(refused.value)
+    assert "No active model for meter 'unpromoted'" in message
+    assert "its 1 trained version did not beat the weekly seasonal naive" in message
+    assert '"fallback": "seasonal_naive"' in message and "Train one" not in message
