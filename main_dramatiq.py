@@ -34,7 +34,11 @@ def create_app() -> FastAPI:
     app.include_router(model_routes.router)
     app.include_router(forecast_routes.router)
     app.include_router(metrics.router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        timeout_seconds=settings.request_body_timeout_seconds,
+    )
     app.add_middleware(metrics.HttpMetricsMiddleware)  # counts the 413s too
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)  # outermost: checked first
     return app

@@ -1,13 +1,18 @@
-"""Refuse request bodies over ``MAX_REQUEST_BYTES`` (default 64 KiB) with 413, before reading them.
+"""Refuse request bodies over ``MAX_REQUEST_BYTES`` (default 64 KiB) with 413, before reading them,
+and bodies that do not arrive within ``REQUEST_BODY_TIMEOUT_SECONDS`` (default 10 s) with 408.
 
 Every body this API accepts is a small JSON object (a few hundred bytes), so anything larger is a
-mistake or an attack; without a limit, FastAPI would read the whole body into memory first.
+mistake or an attack; without a limit, FastAPI would read the whole body into memory first. And a
+client that declares a body and then sends it slowly, or never (slowloris), would hold a connection
+and a task for ever: uvicorn times out idle keep-alive connections, not a request's body.
 
 * A ``Content-Length`` over the limit is answered at once: not one byte of the body is read.
-* A body without ``Content-Length`` (``Transfer-Encoding: chunked``) is read up to the limit and
-  held (at most ``MAX_REQUEST_BYTES``); if more arrives it is answered with 413, otherwise the held
-  chunks are handed to the app as if they came straight from the client. A request without a body
-  (GET) costs one ``receive`` that returns at once.
+* Any other body is read up to the limit and held (at most ``MAX_REQUEST_BYTES``); if more arrives
+  (possible without ``Content-Length``, with ``Transfer-Encoding: chunked``) it is answered with 413,
+  if it is not complete by the deadline with 408, otherwise the held messages are handed to the app
+  as if they came straight from the client. A request without a body (GET) costs one ``receive``
+  that returns at once; later ``receive`` calls (a streaming response waiting for the client to
+  disconnect) go straight to the server, without a deadline.
 
 A pure ASGI middleware rather than a ``BaseHTTPMiddleware``, so streaming responses (the status
 event stream) pass through untouched.
@@ -15,10 +20,16 @@ event stream) pass through untouched.
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import send_error
+
+
+def too_slow_message(seconds: float) -> str:
+    return f"The request body did not arrive within {seconds:g} s; send the whole body at once."
 
 
 def too_large_message(limit: int) -> str:
@@ -26,27 +37,31 @@ def too_large_message(limit: int) -> str:
 
 
 class BodySizeLimitMiddleware:
-    """Answers 413 to HTTP requests whose body is over ``max_bytes``."""
+    """Answers 413 to HTTP requests whose body is over ``max_bytes``, 408 to those too slow to arrive."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_seconds: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        declared = headers.get("content-length")
+        declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.isdigit():  # uvicorn refuses these already; another server might not
                 await send_error(send, 400, "The Content-Length header is not a number.")
-            elif int(declared) > self.max_bytes:
+                return
+            if int(declared) > self.max_bytes:
                 await send_error(send, 413, too_large_message(self.max_bytes), _CLOSE)
-            else:  # the server stops the body at Content-Length: nothing to count
-                await self.app(scope, receive, send)
+                return
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                held = await self._read_up_to_limit(receive)
+        except TimeoutError:
+            await send_error(send, 408, too_slow_message(self.timeout_seconds), _CLOSE)
             return
-        held = await self._read_up_to_limit(receive)
         if held is None:
             await send_error(send, 413, too_large_message(self.max_bytes), _CLOSE)
             return

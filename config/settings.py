@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         64 * 1024, gt=0, description="Largest request body the API reads; a larger one gets 413"
     )
+    request_body_timeout_seconds: float = Field(
+        10.0, gt=0, description="A request body not complete after this long gets 408 (slow clients)"
+    )
     meter_types: list[str] = Field(default_factory=lambda: list(DEFAULT_METER_TYPES))
     influxdb_config_file: Path = DEFAULT_INFLUX_CONFIG
     influxdb: InfluxSettings = Field(default_factory=InfluxSettings)

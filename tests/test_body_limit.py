@@ -66,3 +66,62 @@ def test_bodies_within_the_limit_reach_the_app_whole() -> None:
     assert chunked[:2] == (200, str(LIMIT).encode())
     assert declared[:2] == (200, str(LIMIT).encode())
     assert no_body[:2] == (200, b"0")
+
+
+def test_a_body_that_stops_arriving_gets_408_at_the_deadline() -> None:
+    sent: list[dict[str, Any]] = []
+    calls = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b'{"meter_id": ', "more_body": True}
+        await asyncio.Event().wait()  # the client never sends the rest
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/trainmodel/",
+        "headers": [(b"content-length", b"1000")],
+    }
+    middleware = BodySizeLimitMiddleware(EchoApp(), max_bytes=LIMIT, timeout_seconds=0.2)
+    asyncio.run(asyncio.wait_for(middleware(scope, receive, send), timeout=5))
+
+    assert sent[0]["status"] == 408 and (b"connection", b"close") in sent[0]["headers"]
+    assert "did not arrive within 0.2 s" in json.loads(sent[1]["body"])["message"]
+
+
+def test_receive_after_the_body_has_no_deadline() -> None:
+    """A streaming response waits on receive() for the client to disconnect, for minutes."""
+    messages = [{"type": "http.request", "body": b"", "more_body": False}, {"type": "http.disconnect"}]
+    seen: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        message = messages.pop(0)
+        if message["type"] == "http.disconnect":
+            await asyncio.sleep(0.5)  # longer than the body deadline below
+        return message
+
+    class WaitsForDisconnect:
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            seen.append((await receive())["type"])
+            seen.append((await receive())["type"])
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {"type": "http", "method": "GET", "path": "/events", "headers": []}
+    asyncio.run(
+        BodySizeLimitMiddleware(WaitsForDisconnect(), max_bytes=LIMIT, timeout_seconds=0.1)(
+            scope, receive, send
+        )
+    )
+
+    assert seen == ["http.request", "http.disconnect"]

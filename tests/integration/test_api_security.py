@@ -38,6 +38,7 @@ HOSTILE_IDS = {
     "influxql": "m1' OR meter_id =~ /.*/",
     "10,000 chars": LONG,
 }
+BODY_TIMEOUT_SECONDS = 1.5
 HOSTILE_TYPES = {"quote": "electricity'", "parent dir": "../electricity", "10,000 chars": LONG}
 
 
@@ -52,7 +53,7 @@ def api(
         influx_url=influxdb_server.url,
         database=f"security_{uuid.uuid4().hex[:8]}",
         workdir=workdir,
-        extra={"API_KEY": API_KEY},
+        extra={"API_KEY": API_KEY, "REQUEST_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS)},
     )
     with api_only(env, workdir, headers={"X-API-Key": API_KEY}) as running:
         yield running
@@ -271,6 +272,35 @@ def test_a_declared_body_over_64_kib_gets_413_before_it_is_sent(api: Stack) -> N
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413"), answer[:300]
     assert "larger than 65536 bytes" in json.loads(body)["message"]
+
+
+def _raw_answer(connection: socket.socket) -> bytes:
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def test_a_body_that_never_completes_gets_408_and_queues_nothing(api: Stack) -> None:
+    request = (
+        "POST /trainmodel/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-API-Key: {API_KEY}\r\nContent-Length: 1000\r\n\r\n" + '{"meter_id": "slow'
+    )
+    jobs_before = _job_count(api.env["REDIS_URL"])
+
+    with socket.create_connection(("127.0.0.1", api.port), timeout=BODY_TIMEOUT_SECONDS + 10) as connection:
+        connection.sendall(request.encode())  # then nothing: 980 bytes short
+        answer = _raw_answer(connection)
+        closed = connection.recv(1) == b""
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert f"did not arrive within {BODY_TIMEOUT_SECONDS:g} s" in json.loads(body)["message"]
+    assert closed, "the connection must be closed: the rest of the body is unread"
+    assert _job_count(api.env["REDIS_URL"]) == jobs_before
 
 
 def test_a_body_over_64_kib_gets_413_with_or_without_content_length(api: Stack) -> None:
