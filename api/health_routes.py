@@ -34,7 +34,7 @@ def _ping_influxdb(settings: Settings) -> None:
         history.close()
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])  # HEAD: load balancers probe with it
 def health(
     response: Response,
     settings: Annotated[Settings, Depends(dependencies.settings)],
@@ -51,7 +51,7 @@ def health(
     return {"status": "healthy" if healthy else "unhealthy", "api": "up", "dependencies": dependencies_state}
 
 
-@router.get("/worker")
+@router.api_route("/worker", methods=["GET", "HEAD"])
 def worker_health(
     response: Response,
     settings: Annotated[Settings, Depends(dependencies.settings)],

@@ -295,3 +295,11 @@ def test_health_reports_dependencies_and_workers(stack: Stack) -> None:
     assert health.json()["dependencies"]["redis"]["status"] == "up"
     assert health.json()["dependencies"]["influxdb"]["status"] == "up"
     assert workers.status_code == 200 and workers.json()["live_workers"] == 1
+
+
+def test_health_answers_head_requests_with_the_same_status(stack: Stack) -> None:
+    health = stack.client.head("/health/")
+    workers = stack.client.head("/health/worker")
+
+    assert (health.status_code, workers.status_code) == (200, 200)
+    assert health.content == b"" and workers.content == b""
