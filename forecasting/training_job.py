@@ -21,7 +21,12 @@ import structlog
 
 from config.settings import Settings
 from forecasting.cleaning import CleanedHistory, clean_history
-from forecasting.errors import InsufficientHistoryError, ModelError, NoHistoryError
+from forecasting.errors import (
+    InsufficientHistoryError,
+    ModelError,
+    NoHistoryError,
+    TrainingCancelledError,
+)
 from forecasting.evaluation import (
     BacktestReport,
     backtest,
@@ -76,6 +81,10 @@ class StageTimer:
             self.seconds[self._stage] = round(self.seconds.get(self._stage, 0.0) + now - self._since, 3)
         self._stage, self._since = stage, now
 
+    @property
+    def stage(self) -> str | None:
+        return self._stage
+
     def stop(self) -> dict[str, float]:
         self.enter("_done")
         self.seconds.pop("_done", None)
@@ -92,9 +101,47 @@ def run_training_job(
     progress: JobProgress,
     job_id: str | None = None,
 ) -> dict[str, Any]:
-    """Train, backtest and store a model for one meter; return the job's result document."""
-    timer = StageTimer()
+    """Train, backtest and store a model for one meter; return the job's result document.
 
+    Every run ends with one ``training_job_summary`` log line and its seconds per stage: on success
+    with the version, otherwise with the outcome, the error and the stage it stopped in.
+    """
+    timer = StageTimer()
+    try:
+        return _train_and_store(
+            meter_id,
+            meter_type,
+            open_history=open_history,
+            registry=registry,
+            settings=settings,
+            progress=progress,
+            job_id=job_id,
+            timer=timer,
+        )
+    except BaseException as error:  # also a worker's time limit, raised into the running code
+        stage = timer.stage
+        log.info(
+            "training_job_summary",
+            outcome="CANCELLED" if isinstance(error, TrainingCancelledError) else "FAILED",
+            error_type=getattr(error, "error_type", None),
+            error=type(error).__name__,
+            stage=stage,
+            **timer.stop(),
+        )
+        raise
+
+
+def _train_and_store(
+    meter_id: str,
+    meter_type: str,
+    *,
+    open_history: Callable[[], MeterHistory],
+    registry: ModelRegistry,
+    settings: Settings,
+    progress: JobProgress,
+    job_id: str | None,
+    timer: StageTimer,
+) -> dict[str, Any]:
     timer.enter("connect")
     progress.stage(Stage.CONNECTING, "Connecting to InfluxDB")
     history = open_history()
@@ -242,6 +289,7 @@ def run_training_job(
     stage_seconds = timer.stop()
     log.info(
         "training_job_summary",
+        outcome="SUCCESS",
         version=version.version,
         promoted=promoted,
         **stage_seconds,

@@ -118,17 +118,55 @@ def test_worker_port_serves_dramatiq_message_metrics(observed_stack: Stack, runs
     )
 
 
-def test_worker_log_has_one_summary_line_per_job_with_ids_and_stage_timings(
-    observed_stack: Stack, runs: dict[str, str]
-) -> None:
-    log_dir = Path(observed_stack.env["LOG_DIR"])
-    lines = [
+def _job_log_lines(stack: Stack, task_id: str) -> list[str]:
+    log_dir = Path(stack.env["LOG_DIR"])
+    return [
         line
         for path in sorted(log_dir.glob("energy_forecasting_*.log"))
         for line in path.read_text(errors="replace").splitlines()
-        if "| training_job_summary |" in line and f"task_id={runs['success']}" in line
+        if f"task_id={task_id}" in line
     ]
 
-    assert len(lines) == 1, lines
-    for field in ("meter_id=pjm_ekpc", "fetch=", "clean=", "train=", "backtest=", "save="):
-        assert field in lines[0], lines[0]
+
+def test_worker_log_has_one_summary_line_per_job_with_ids_and_stage_timings(
+    observed_stack: Stack, runs: dict[str, str]
+) -> None:
+    succeeded = [
+        line for line in _job_log_lines(observed_stack, runs["success"]) if "training_job_summary" in line
+    ]
+    failed = [
+        line for line in _job_log_lines(observed_stack, runs["failure"]) if "training_job_summary" in line
+    ]
+
+    assert len(succeeded) == 1 and len(failed) == 1, (succeeded, failed)
+    for field in ("outcome=SUCCESS", "meter_id=pjm_ekpc", "fetch=", "clean=", "train=", "backtest=", "save="):
+        assert field in succeeded[0], succeeded[0]
+    for field in (
+        "outcome=FAILED",
+        "error_type=DATA",
+        "error=NoHistoryError",
+        "meter_id=no_such_meter",
+        "fetch=",
+    ):
+        assert field in failed[0], failed[0]
+
+
+def test_every_worker_log_line_of_a_job_carries_its_task_and_meter(
+    observed_stack: Stack, runs: dict[str, str]
+) -> None:
+    """Between a job's first and last line, every line the worker wrote names that job."""
+    task_id = runs["success"]
+    log_dir = Path(observed_stack.env["LOG_DIR"])
+    for path in sorted(log_dir.glob("energy_forecasting_*.log")):
+        lines = path.read_text(errors="replace").splitlines()
+        mine = [number for number, line in enumerate(lines) if f"task_id={task_id}" in line]
+        if not mine:
+            continue
+        window = lines[mine[0] : mine[-1] + 1]
+        assert len(window) > 5, window  # stages, history, backtest, summary at the least
+        strays = [
+            line for line in window if f"task_id={task_id}" not in line or "meter_id=pjm_ekpc" not in line
+        ]
+        assert not strays, strays
+        return
+    raise AssertionError(f"no log lines for task {task_id}")
