@@ -352,8 +352,8 @@ class AsyncJobStore:
     async def get_json(self, task_id: str) -> str | None:
         """The status exactly as stored: the JSON of :class:`JobStatus`, written by ``model_dump_json``.
 
-        The status route serves these bytes as they are; parsing them into a model only for FastAPI
-        to validate and serialise it again cost a third of each status read's CPU time.
+        The status route serves them as they are: parsing them into a model only for FastAPI to
+        validate and serialise it again is work on the API's busiest read (benchmarks/RESULTS.md).
         """
         with redis_errors_as_unavailable(self._redis):
             return _text(await self._redis.get(self.keys.job(task_id)))
