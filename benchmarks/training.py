@@ -170,7 +170,7 @@ Fleet: 8 meters (4 `data/meters` files x 2 meter ids, full history) through API 
 |---:|---:|---:|---:|
 {rows}
 
-- 2 processes vs 1: {scaling:.2f}x the meters/hour on {os.cpu_count()} cores (TensorFlow uses every core in each process).
+- 2 processes vs 1: {scaling:.2f}x the meters/hour on {os.cpu_count()} cores (each process's TensorFlow gets its share of the cores, `WORKER__TF_THREADS=0`).
 """
 
 

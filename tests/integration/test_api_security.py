@@ -255,25 +255,6 @@ def test_a_body_that_is_no_json_object_gets_an_example_to_send(
 MAX_REQUEST_BYTES = 64 * 1024
 
 
-def test_a_declared_body_over_64_kib_gets_413_before_it_is_sent(api: Stack) -> None:
-    request = (
-        "POST /trainmodel/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"X-API-Key: {API_KEY}\r\nContent-Length: {100 * 1024 * 1024}\r\n\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as connection:
-        connection.sendall(request.encode())  # and not one byte of the 100 MiB body
-        answer = b""
-        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 413"), answer[:300]
-    assert "larger than 65536 bytes" in json.loads(body)["message"]
-
-
 def _raw_answer(connection: socket.socket) -> bytes:
     answer = b""
     while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
@@ -282,6 +263,20 @@ def _raw_answer(connection: socket.socket) -> bytes:
             break
         answer += chunk
     return answer
+
+
+def test_a_declared_body_over_64_kib_gets_413_before_it_is_sent(api: Stack) -> None:
+    request = (
+        "POST /trainmodel/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-API-Key: {API_KEY}\r\nContent-Length: {100 * 1024 * 1024}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as connection:
+        connection.sendall(request.encode())  # and not one byte of the 100 MiB body
+        answer = _raw_answer(connection)
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert "larger than 65536 bytes" in json.loads(body)["message"]
 
 
 def test_a_body_that_never_completes_gets_408_and_queues_nothing(api: Stack) -> None:
