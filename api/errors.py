@@ -121,7 +121,12 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     if message == HTTPStatus(error.status_code).phrase:  # Starlette's bare "Not Found": say more
         message = ROUTING_MESSAGES.get(error.status_code, message)
     elif message == FASTAPI_UNREADABLE_BODY:
-        message = f"The body could not be read: send a JSON object like {body_example(request)}."
+        # FastAPI says this when parsing fails other than as invalid JSON: nesting deep enough to
+        # exhaust the parser (about 1,000 levels), or bytes that are no text.
+        message = (
+            "The body could not be parsed: JSON nested too deeply or bytes that are no UTF-8 text; "
+            f"send a JSON object like {body_example(request)}."
+        )
     return JSONResponse(
         status_code=error.status_code,
         content=error_content(message, error.detail),

@@ -421,3 +421,20 @@ def test_the_key_never_reaches_a_log(api: Stack) -> None:
     assert len(logs) >= 2
     for path in logs:
         assert API_KEY not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"meter_id": "m1", "meter_type": "electricity", "x": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+        b'{"meter_id": "m\xff\xfe", "meter_type": "electricity"}',
+    ],
+    ids=["nested 1,100 deep", "not utf-8"],
+)
+def test_a_body_the_parser_gives_up_on_gets_400_saying_why(api: Stack, body: bytes) -> None:
+    jobs_before = _job_count(api.env["REDIS_URL"])
+
+    reply = api.client.post("/trainmodel/", content=body, headers={"content-type": "application/json"})
+
+    _assert_error_body(reply, 400, "JSON nested too deeply or bytes that are no UTF-8 text")
+    assert _job_count(api.env["REDIS_URL"]) == jobs_before
