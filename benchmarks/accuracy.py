@@ -485,9 +485,9 @@ Targets:
 The network alone misses the "no worse than the best of LightGBM/MSTL" target (median 0.347 vs
 MSTL's 0.367); the service meets it by serving whichever kind backtests better per meter (MSTL on
 the 15-minute `openstef_307`, the network elsewhere). That choice is made on the window it is then
-scored on, so the "ours" median is slightly optimistic. For the network itself, the 7-day-profile
-blend inputs are what this session added; larger tuning budgets were measured earlier to gain at most
-a few percent at 10-35x the training time, so the default stays at 2 trials.
+scored on, so the "ours" median is slightly optimistic. For the network itself, larger tuning
+budgets were measured earlier to gain at most a few percent at 10-35x the training time, so the
+default stays at 2 trials.
 """
 
 
