@@ -154,9 +154,10 @@ class SystemCheck:
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise CheckFailed(f"{name} is {value!r}")
         skill = metrics["skill"]
+        skill_text = f"{skill:.3f}" if isinstance(skill, int | float) else "not scored"
         return (
             f"model_path {model_path}; backtest MAE {backtest['model']['mae']:.4g} vs seasonal naive "
-            f"{backtest['seasonal_naive']['mae']:.4g} (skill {skill})"
+            f"{backtest['seasonal_naive']['mae']:.4g} (skill {skill_text})"
         )
 
     def forecast(self) -> str:
