@@ -121,11 +121,12 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     if message == HTTPStatus(error.status_code).phrase:  # Starlette's bare "Not Found": say more
         message = ROUTING_MESSAGES.get(error.status_code, message)
     elif message == FASTAPI_UNREADABLE_BODY:
-        # FastAPI says this when parsing fails other than as invalid JSON: nesting deep enough to
-        # exhaust the parser (about 1,000 levels), or bytes that are no text.
+        # FastAPI says this when Python's JSON parser fails other than on invalid syntax: nesting
+        # deep enough to exhaust it (about 1,000 levels), an integer over 4,300 digits, bytes that
+        # are not UTF-8. FastAPI does not pass the cause on, so the message lists them.
         message = (
-            "The body could not be parsed: JSON nested too deeply or bytes that are no UTF-8 text; "
-            f"send a JSON object like {body_example(request)}."
+            "The body could not be parsed as JSON (too deeply nested, a number over 4,300 digits, "
+            f"or not UTF-8 text): send a JSON object like {body_example(request)}."
         )
     return JSONResponse(
         status_code=error.status_code,

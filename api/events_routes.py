@@ -34,7 +34,12 @@ router = APIRouter(tags=["training"])
 BLOCK_SHARE_OF_TIMEOUT = 0.5
 KEEPALIVE = b": keep-alive\n\n"
 #: Redis stream entry ids, which are the events' ids: milliseconds, optionally "-" and a sequence.
-EVENT_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+EVENT_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+
+
+def is_event_id(text: str) -> bool:
+    """Whether ``text`` can be a Redis stream id: ``<ms>[-<seq>]``, each part at most 2**64 - 1."""
+    return EVENT_ID.fullmatch(text) is not None and all(int(part) < 2**64 for part in text.split("-"))
 
 
 def block_ms() -> int:
@@ -90,7 +95,7 @@ async def training_status_events(
     with the job's history, so nothing is missed; a reconnecting client sends ``Last-Event-ID`` to
     resume after the last event it saw.
     """
-    if last_event_id is not None and not EVENT_ID.fullmatch(last_event_id):
+    if last_event_id is not None and not is_event_id(last_event_id):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "Last-Event-ID must be the id of an event this stream sent (like '1733280000000-0'); "

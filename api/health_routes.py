@@ -46,9 +46,16 @@ def health(
         "influxdb": _check(lambda: _ping_influxdb(settings)),
     }
     healthy = all(state["status"] == "up" for state in dependencies_state.values())
+    body: dict[str, Any] = {
+        "status": "healthy" if healthy else "unhealthy",
+        "api": "up",
+        "dependencies": dependencies_state,
+    }
     if not healthy:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {"status": "healthy" if healthy else "unhealthy", "api": "up", "dependencies": dependencies_state}
+        down = ", ".join(name for name, state in dependencies_state.items() if state["status"] != "up")
+        body |= _unhealthy(f"{down} unavailable: training and forecasts cannot work until it is back.")
+    return body
 
 
 @router.api_route("/worker", methods=["GET", "HEAD"])
@@ -66,7 +73,18 @@ def worker_health(
         )
     except redis.RedisError as error:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return {"status": "unhealthy", "error": f"Redis unavailable: {type(error).__name__}"}
+        return {
+            "status": "unhealthy",
+            "error": f"Redis unavailable: {type(error).__name__}",
+            **_unhealthy("Redis is unavailable, so no worker can be seen; try again shortly."),
+        }
+    body = {"status": "healthy" if workers.live_workers else "unhealthy", **workers.model_dump()}
     if workers.live_workers == 0:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {"status": "healthy" if workers.live_workers else "unhealthy", **workers.model_dump()}
+        body |= _unhealthy("No training worker is alive: start one with 'python dramatiq_worker.py'.")
+    return body
+
+
+def _unhealthy(message: str) -> dict[str, str]:
+    """The two keys every error answer of this API has, next to the health report itself."""
+    return {"detail": message, "message": message}

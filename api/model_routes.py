@@ -20,6 +20,8 @@ def _summary(version: ModelVersion, *, with_data_quality: bool = True) -> dict[s
         "active": version.is_active,
         "model_kind": metadata.get("model_kind"),
         "trained_at": metadata.get("trained_at"),
+        "features": metadata.get("features"),
+        "uses_temperature": bool((metadata.get("layout") or {}).get("use_temperature")),
         "metrics": metadata.get("metrics"),
         "data_window": metadata.get("data_window"),
         "promoted": metadata.get("promoted"),
@@ -64,4 +66,10 @@ def meter_models(
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"No trained model for meter '{meter_id}' of type '{meter_type}'."
         )
-    return {"meter_type": meter_type, "meter_id": meter_id, "versions": [_summary(v) for v in versions]}
+    active = next((version.version for version in versions if version.is_active), None)
+    return {
+        "meter_type": meter_type,
+        "meter_id": meter_id,
+        "active_version": active,
+        "versions": [_summary(version) for version in versions],
+    }

@@ -46,14 +46,19 @@ MeterId = Annotated[
 # types (the body limit bounds its size; check_meter_type shows it cut to 40 characters).
 MeterType = Annotated[str, Field(examples=["electricity"]), AfterValidator(_valid_meter_type)]
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII only: \d takes full-width digits too
 
 
 def _iso_date_text(value: Any) -> Any:
     """Only ``YYYY-MM-DD``: pydantic alone would also take epoch seconds and midnight datetimes."""
-    if isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+    if isinstance(value, date):
         return value
-    raise ValueError("use a date written YYYY-MM-DD, like 2018-08-02")
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("use a date written YYYY-MM-DD, like 2018-08-02")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value} is not a day of the calendar; use YYYY-MM-DD, like 2018-08-02") from None
 
 
 def _supported_date(value: date) -> date:

@@ -163,7 +163,7 @@ def clean_history(raw: pd.DataFrame, *, meter_type: str, settings: CleaningSetti
 
     frame = consumption.values.to_frame(VALUE_COLUMN)
     if TEMPERATURE_COLUMN in merged.columns:
-        temperature = merged[TEMPERATURE_COLUMN].reindex(frame.index)
+        temperature = _plausible_temperature(merged[TEMPERATURE_COLUMN].reindex(frame.index), notes)
         frame[TEMPERATURE_COLUMN] = temperature.interpolate(
             limit=settings.max_fill_gap_intervals, limit_area="inside"
         )
@@ -204,6 +204,23 @@ def looks_cumulative(observed: pd.Series) -> bool:
         return False
     rises = steps[steps > 0]
     return bool(rises.size) and bool(np.median(values) >= DETECT_LEVEL_TO_STEP * np.median(rises))
+
+
+#: Outside these no thermometer reads, in °C, °F or K alike: a sensor fault or a unit mix-up.
+TEMPERATURE_RANGE = (-100.0, 400.0)
+
+
+def _plausible_temperature(temperature: pd.Series, notes: list[str]) -> pd.Series:
+    """``temperature`` with values outside ``TEMPERATURE_RANGE`` (and infinities) emptied, and a note."""
+    numeric = pd.to_numeric(temperature, errors="coerce").astype(float)
+    low, high = TEMPERATURE_RANGE
+    implausible = numeric.notna() & ~numeric.between(low, high)
+    if implausible.any():
+        notes.append(
+            f"{int(implausible.sum())} temperature readings outside {low:g} .. {high:g} were left out "
+            "(a sensor fault or another unit)."
+        )
+    return numeric.where(~implausible)
 
 
 def _register_consumption(

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from config.settings import InfluxSettings, get_settings
@@ -63,7 +64,27 @@ def read_meter_csv(
             index = index - pd.Timedelta(hours=1)
     frame.index = pd.DatetimeIndex(index, name="timestamp")
     columns = [VALUE_COLUMN] + ([TEMPERATURE_COLUMN] if TEMPERATURE_COLUMN in frame.columns else [])
-    return frame[columns].astype("float64")
+    return pd.DataFrame(
+        {column: _numbers(frame[column], Path(path).name) for column in columns}, index=frame.index
+    )
+
+
+def _numbers(column: pd.Series, file_name: str) -> pd.Series:
+    """The column as floats (empty cells stay NaN), or a ValueError naming the first bad cell.
+
+    Line numbers count the header as line 1, as an editor shows them.
+    """
+    numbers = pd.to_numeric(column, errors="coerce").astype("float64")
+    not_numbers = column.notna() & numbers.isna()
+    infinite = np.isinf(numbers.to_numpy())
+    for bad, why in ((not_numbers.to_numpy(), "is not a number"), (infinite, "is infinite")):
+        if bad.any():
+            position = int(np.argmax(bad))
+            raise ValueError(
+                f"{file_name}, line {position + 2}, column '{column.name}': '{column.iloc[position]}' {why}; "
+                "fix the cell or leave it empty"
+            )
+    return numbers
 
 
 def history_lines(
@@ -254,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             local_timezone=arguments.timezone,
             hour_ending=arguments.hour_ending,
         )
-    except ForecastingError as error:
+    except (ForecastingError, ValueError, OSError) as error:  # bad files and values: one line, no traceback
         print(f"import failed: {error}", file=sys.stderr)
         return 1
     target = settings.influxdb.database if settings.influxdb.version == 1 else settings.influxdb.bucket

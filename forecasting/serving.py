@@ -88,8 +88,9 @@ def forecast_table(
     raw = history.fetch(meter_id, meter_type, start=start - timedelta(days=lookback_days), end=end)
     if raw.empty:
         raise DataError(
-            f"No readings for meter '{meter_id}' between {start.date()} - {lookback_days} days and {end_date}; "
-            "forecasts start from the last reading, so ask for dates near it."
+            f"No readings for meter '{meter_id}' from {(start - timedelta(days=lookback_days)).date()} "
+            f"to {end_date} ({lookback_days} days before start_date are needed too); forecasts start "
+            "from the last reading, so ask for dates near it (GET /models/ shows each version's data window)."
         )
     cleaned = clean_history(raw, meter_type=meter_type, settings=settings.cleaning)
     frame = cleaned.frame

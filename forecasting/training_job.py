@@ -175,6 +175,15 @@ def _train_and_store(
         holiday_country=settings.cleaning.holiday_country,
         use_temperature=settings.training.use_temperature and _temperature_usable(frame),
     )
+    if TEMPERATURE_COLUMN in frame and not layout.use_temperature:
+        cleaned.report.notes.append(
+            "The temperature field was not used: "
+            + (
+                "TRAINING__USE_TEMPERATURE is off."
+                if not settings.training.use_temperature
+                else f"it covers less than {TEMPERATURE_MIN_COVERAGE:.0%} of the training window."
+            )
+        )
     series = SeriesView.from_frame(frame, layout)
     backtest_origins = _backtest_origins(meter_id, series, layout, cleaned, settings)
 
@@ -297,7 +306,7 @@ def _train_and_store(
     return {
         "status": "success",
         "message": f"Model trained for meter {meter_id}"
-        + ("" if promoted else " (kept the active model: " + reason + ")"),
+        + ("" if promoted else f" ({'kept the active model' if active else 'not activated'}: {reason})"),
         "details": {
             "meter_id": meter_id,
             "meter_type": meter_type,
@@ -306,6 +315,7 @@ def _train_and_store(
             "model_version": version.version,
             "model_kind": selected_kind,
             "training_completed": trained_at.isoformat(),
+            "features": metadata["features"],
             "data_fetch_time_seconds": stage_seconds.get("fetch", 0.0),
             "training_time_seconds": round(
                 stage_seconds.get("train", 0.0) + stage_seconds.get("backtest", 0.0), 3

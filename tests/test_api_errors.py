@@ -62,7 +62,7 @@ def client() -> Iterator[TestClient]:
 @pytest.mark.parametrize(
     ("method", "path", "status", "says"),
     [
-        ("GET", "/bad-body", 400, "The body could not be parsed: JSON nested too deeply"),
+        ("GET", "/bad-body", 400, "The body could not be parsed as JSON (too deeply nested"),
         ("GET", "/conflict", 409, "already finished"),
         ("GET", "/data", 422, "end_date"),
         ("GET", "/model", 404, "No trained model"),

@@ -87,6 +87,20 @@ def test_naive_index_is_taken_as_utc_and_temperature_is_carried():
     assert cleaned.frame["temperature"].tolist() == [10.0, 11.0, 12.0]
 
 
+def test_implausible_temperatures_are_left_out_and_reported():
+    raw = _readings([1.0] * 8)
+    raw["temperature"] = [10.0, 1e308, 11.0, float("inf"), -273.0, 12.0, 13.0, 14.0]
+
+    cleaned = _clean(raw)
+
+    # 1e308 and -273 are emptied; the short gaps they leave are interpolated like any other.
+    expected = [10.0, 10.5, 11.0, 11 + 1 / 3, 11 + 2 / 3, 12.0, 13.0, 14.0]
+    assert cleaned.frame["temperature"].tolist() == pytest.approx(expected)
+    assert any(
+        "3 temperature readings outside -100 .. 400 were left out" in note for note in cleaned.report.notes
+    )
+
+
 @pytest.mark.parametrize("minutes", [15, 30])
 def test_sub_hourly_resolution_is_detected(minutes):
     step = pd.Timedelta(minutes=minutes)

@@ -187,3 +187,5 @@ def test_sparse_temperature_is_left_out(history: FrameHistory, settings: Setting
     metadata = ModelRegistry(tmp_path).list_versions(*reversed(METER))[0].metadata
     assert metadata["layout"]["use_temperature"] is False
     assert metadata["temperature_scaling"] is None
+    notes = metadata["data_quality"]["notes"]
+    assert any("temperature field was not used: it covers less than 90%" in note for note in notes), notes

@@ -215,6 +215,8 @@ UNREADABLE_BODIES = {
         ((20180801, "2018-08-01"), "start_date", "use a date written YYYY-MM-DD"),
         (("2018-08-01T00:00:00Z", "2018-08-01"), "start_date", "use a date written YYYY-MM-DD"),
         (("2018-08-01", 1533081600), "end_date", "use a date written YYYY-MM-DD"),
+        (("２０１８-０８-０１", "2018-08-01"), "start_date", "use a date written YYYY-MM-DD"),
+        (("2017-02-29", "2017-03-01"), "start_date", "2017-02-29 is not a day of the calendar"),
         (("2018-08-03", "2018-08-01"), "end_date", "end_date must be on or after start_date"),
         (("2017-07-31", "2018-08-01"), "end_date", "The date range is too long: at most 366 days"),
     ],
@@ -428,13 +430,23 @@ def test_the_key_never_reaches_a_log(api: Stack) -> None:
     [
         b'{"meter_id": "m1", "meter_type": "electricity", "x": ' + b"[" * 1100 + b"]" * 1100 + b"}",
         b'{"meter_id": "m\xff\xfe", "meter_type": "electricity"}',
+        b'{"meter_id": "m1", "meter_type": "electricity", "x": ' + b"7" * 5000 + b"}",
     ],
-    ids=["nested 1,100 deep", "not utf-8"],
+    ids=["nested 1,100 deep", "not utf-8", "5,000-digit number"],
 )
 def test_a_body_the_parser_gives_up_on_gets_400_saying_why(api: Stack, body: bytes) -> None:
     jobs_before = _job_count(api.env["REDIS_URL"])
 
     reply = api.client.post("/trainmodel/", content=body, headers={"content-type": "application/json"})
 
-    _assert_error_body(reply, 400, "JSON nested too deeply or bytes that are no UTF-8 text")
+    _assert_error_body(
+        reply, 400, "The body could not be parsed as JSON (too deeply nested, a number over 4,300 digits"
+    )
     assert _job_count(api.env["REDIS_URL"]) == jobs_before
+
+
+def test_worker_health_without_a_worker_is_503_saying_what_to_start(api: Stack) -> None:
+    reply = api.client.get("/health/worker", headers={"X-API-Key": ""})
+
+    _assert_error_body(reply, 503, "No training worker is alive: start one with 'python dramatiq_worker.py'")
+    assert reply.json()["live_workers"] == 0

@@ -171,6 +171,8 @@ def test_model_listings_show_versions_with_metrics_window_and_quality(stack: Sta
     assert [row["version"] for row in meter["versions"]] == [row["version"] for row in versions]
     active = [row for row in versions if row["active"]]
     assert len(active) == 1 and meter["active_version"] == active[0]["version"]
+    assert detail.json()["active_version"] == active[0]["version"]
+    assert all(row["uses_temperature"] is False and row["features"] for row in versions)
     for row in versions:
         assert row["metrics"]["backtest"]["seasonal_naive"]["mae"] > 0
         assert row["data_window"]["end"].startswith("2018-08-03")

@@ -111,7 +111,9 @@ def test_redis_down_answers_503_quickly_then_everything_recovers_without_restart
     assert health.status_code == 503
     assert health.json()["dependencies"]["redis"]["status"] == "down"
     assert health.json()["dependencies"]["influxdb"]["status"] == "up"
+    assert health.json()["message"].startswith("redis unavailable") and health.json()["detail"]
     assert workers.status_code == 503
+    assert "Redis is unavailable" in workers.json()["message"] and workers.json()["detail"]
 
     # Same API and worker processes, no restart: the API answers again at once ...
     wait_for(lambda: stack.client.get(f"/trainmodel/status/{running}").status_code == 200, timeout=10)
@@ -157,6 +159,7 @@ def test_influxdb_down_retries_with_bounded_backoff_then_fails_as_connection(
     for gap in gaps:
         assert MIN_BACKOFF_SECONDS * 0.5 <= gap <= MAX_BACKOFF_SECONDS + 3.0, gaps
     assert health.status_code == 503 and health.json()["dependencies"]["influxdb"]["status"] == "down"
+    assert health.json()["message"].startswith("influxdb unavailable")
     # The credentials appear in no status, health answer or log line.
     shown = [health.text, *(str(entry) for entry in history)]
     logs = [stack.worker.log_path, stack.api.log_path, *Path(stack.env["LOG_DIR"]).glob("*.log")]

@@ -101,11 +101,13 @@ def test_unknown_task_is_404(observed_stack: Stack) -> None:
     assert f"No training task with id '{task_id}'" in reply.json()["message"]
 
 
+@pytest.mark.parametrize("event_id", ["$ or anything", "18446744073709551616", "99999999999999999999-0"])
 def test_malformed_last_event_id_is_422(
-    observed_stack: Stack, trained: tuple[str, list[dict[str, Any]]]
+    observed_stack: Stack, trained: tuple[str, list[dict[str, Any]]], event_id: str
 ) -> None:
+    """Not an id, or numbers beyond Redis's 64-bit stream ids (which would make XREAD fail)."""
     reply = observed_stack.client.get(
-        f"/trainmodel/status/{trained[0]}/events", headers={"Last-Event-ID": "$ or anything"}
+        f"/trainmodel/status/{trained[0]}/events", headers={"Last-Event-ID": event_id}
     )
 
     assert reply.status_code == 422
