@@ -215,7 +215,11 @@ UNREADABLE_BODIES = {
         ((20180801, "2018-08-01"), "start_date", "use a date written YYYY-MM-DD"),
         (("2018-08-01T00:00:00Z", "2018-08-01"), "start_date", "use a date written YYYY-MM-DD"),
         (("2018-08-01", 1533081600), "end_date", "use a date written YYYY-MM-DD"),
-        (("２０１８-０８-０１", "2018-08-01"), "start_date", "use a date written YYYY-MM-DD"),
+        (
+            ("\uff12\uff10\uff11\uff18-\uff10\uff18-\uff10\uff11", "2018-08-01"),
+            "start_date",
+            "use a date written YYYY-MM-DD",
+        ),
         (("2017-02-29", "2017-03-01"), "start_date", "2017-02-29 is not a day of the calendar"),
         (("2018-08-03", "2018-08-01"), "end_date", "end_date must be on or after start_date"),
         (("2017-07-31", "2018-08-01"), "end_date", "The date range is too long: at most 366 days"),
