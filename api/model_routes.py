@@ -32,6 +32,10 @@ def _summary(version: ModelVersion, *, with_data_quality: bool = True) -> dict[s
     return summary
 
 
+def _active_name(versions: list[ModelVersion]) -> str | None:
+    return next((version.version for version in versions if version.is_active), None)
+
+
 @router.get("/")
 def list_models(registry: Annotated[ModelRegistry, Depends(dependencies.model_registry)]) -> dict[str, Any]:
     """Every meter with a trained model: its versions, newest first, with metrics and data window.
@@ -42,12 +46,11 @@ def list_models(registry: Annotated[ModelRegistry, Depends(dependencies.model_re
     meters = []
     for meter_type, meter_id in registry.list_meters():
         versions = registry.list_versions(meter_type, meter_id)
-        active = next((version.version for version in versions if version.is_active), None)
         meters.append(
             {
                 "meter_type": meter_type,
                 "meter_id": meter_id,
-                "active_version": active,
+                "active_version": _active_name(versions),
                 "versions": [_summary(version, with_data_quality=False) for version in versions],
             }
         )
@@ -66,10 +69,9 @@ def meter_models(
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"No trained model for meter '{meter_id}' of type '{meter_type}'."
         )
-    active = next((version.version for version in versions if version.is_active), None)
     return {
         "meter_type": meter_type,
         "meter_id": meter_id,
-        "active_version": active,
+        "active_version": _active_name(versions),
         "versions": [_summary(version) for version in versions],
     }

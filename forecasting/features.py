@@ -178,16 +178,17 @@ def complete_origins(
     last = min(last, len(values) - layout.horizon)
     if last < first:
         return np.empty(0, dtype=np.int64)
-    # missing_before[i] = number of missing values in values[:i]
-    missing_before = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
     origins = np.arange(first, last + 1, stride)
-    lookback_missing = missing_before[origins] - missing_before[origins - layout.lookback]
-    horizon_missing = missing_before[origins + layout.horizon] - missing_before[origins]
-    complete = (lookback_missing == 0) & (horizon_missing == 0)
+    missing = _missing_before(values)
+    complete = (missing[origins] == missing[origins - layout.lookback]) & (
+        missing[origins + layout.horizon] == missing[origins]
+    )
     if temperature is not None and layout.use_temperature:  # the inputs hold its last day only
-        temperature_missing_before = np.concatenate([[0], np.cumsum(~np.isfinite(temperature))])
-        day_missing = (
-            temperature_missing_before[origins] - temperature_missing_before[origins - layout.steps_per_day]
-        )
-        complete &= day_missing == 0
+        missing_temperature = _missing_before(temperature)
+        complete &= missing_temperature[origins] == missing_temperature[origins - layout.steps_per_day]
     return origins[complete]
+
+
+def _missing_before(values: np.ndarray) -> np.ndarray:
+    """``result[i]`` = missing values in ``values[:i]``: a window is complete when its ends agree."""
+    return np.concatenate([[0], np.cumsum(~np.isfinite(values))])
